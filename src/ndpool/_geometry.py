@@ -1,0 +1,540 @@
+"""Validate pooling arguments once and turn them into a frozen geometry.
+
+Everything here is plain Python and small NumPy index arrays: shapes,
+window positions and divisors are worked out per pooled axis, before any
+array data is touched. The compute core (``_core.py``) only reads these
+plans; it never re-derives a size.
+
+A window over several axes is always the Cartesian product of one 1-D window
+per axis (true for regular, "same", adaptive and fractional pooling), so a
+plan per axis is all the core needs.
+
+Per axis, output ``i`` and tap ``j`` (``0 <= j < taps``) read input
+position::
+
+    regular:    pos(i, j) = i * stride - pad_before + j * dilation
+    irregular:  pos(i, j) = min(starts[i] + j, ends[i] - 1)
+
+A regular tap is *valid* when ``0 <= pos < length``; an irregular (adaptive
+or fractional) window ``[starts[i], ends[i])`` is always inside the input and
+its clipped taps repeat the last cell, which a max or min ignores and a sum
+masks out.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "AxisPlan",
+    "Geometry",
+    "IntArray",
+    "adaptive_geometry",
+    "check_dtype",
+    "fractional_geometry",
+    "normalize_axes",
+    "regular_geometry",
+]
+
+IntArray = npt.NDArray[np.int64]
+PaddingArg = Any  # int | str | Sequence[int | tuple[int, int]]
+PAD_MODES = ("valid", "same", "same_lower")
+
+
+# --------------------------------------------------------------------------
+# small argument checkers (messages name the argument, the rule and the value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def as_int_tuple(
+    value: object,
+    n: int,
+    name: str,
+    *,
+    allowed_lengths: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    """Expand an int or a sequence of ints to ``n`` ints.
+
+    ``allowed_lengths`` lists the sequence lengths accepted (a length-1
+    sequence is broadcast, as PyTorch's ``_pair``); default: exactly ``n``.
+    """
+    if _is_int(value):
+        return (int(value),) * n  # type: ignore[call-overload]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        msg = (
+            f"{name} must be an int or a sequence of {n} ints, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
+    items = tuple(value)
+    for item in items:
+        if not _is_int(item):
+            msg = (
+                f"{name} must contain only ints, got {value!r} "
+                f"(element {item!r} is {type(item).__name__})"
+            )
+            raise TypeError(msg)
+    lengths = tuple(allowed_lengths) if allowed_lengths is not None else (n,)
+    if len(items) not in lengths:
+        want = " or ".join(str(k) for k in lengths)
+        msg = f"{name} must have {want} entries (one per pooled axis), got {value!r}"
+        raise ValueError(msg)
+    if len(items) == 1 and n != 1:
+        return (int(items[0]),) * n
+    return tuple(int(v) for v in items)
+
+
+def check_positive(values: tuple[int, ...], name: str) -> None:
+    for i, v in enumerate(values):
+        if v <= 0:
+            msg = f"{name} must be positive on every pooled axis, got {v} (axis {i})"
+            raise ValueError(msg)
+
+
+def check_dtype(dtype: np.dtype[Any], name: str = "input") -> None:
+    """Refuse dtypes pooling has no meaning for (complex, object, strings)."""
+    if dtype.kind not in "biuf":
+        msg = (
+            f"{name} has dtype {dtype}, which ndpool cannot pool: use a bool, "
+            "integer or floating dtype"
+        )
+        raise TypeError(msg)
+
+
+def normalize_axes(axes: object, ndim: int, n: int | None) -> tuple[int, ...]:
+    """Return the pooled axes as non-negative ints, in the caller's order.
+
+    ``axes=None`` means the trailing ``n`` axes.
+    """
+    if axes is None:
+        if n is None:
+            msg = "axes=None needs kernel_size to say how many axes are pooled"
+            raise ValueError(msg)
+        if n > ndim:
+            msg = f"kernel_size has {n} entries but the input has only {ndim} axes"
+            raise ValueError(msg)
+        return tuple(range(ndim - n, ndim))
+    raw = (axes,) if _is_int(axes) else axes
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+        msg = f"axes must be an int or a sequence of ints, got {axes!r}"
+        raise TypeError(msg)
+    out = []
+    for a in raw:
+        if not _is_int(a):
+            msg = f"axes must contain only ints, got {axes!r}"
+            raise TypeError(msg)
+        if not -ndim <= a < ndim:
+            msg = f"axes entry {a} is out of range for an input with {ndim} axes"
+            raise ValueError(msg)
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        msg = f"axes must not repeat an axis, got {axes!r}"
+        raise ValueError(msg)
+    if n is not None and len(out) != n:
+        msg = f"axes has {len(out)} entries but kernel_size has {n}: give one per axis"
+        raise ValueError(msg)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------
+# plans
+
+
+@dataclass(frozen=True, eq=False)
+class AxisPlan:
+    """How one pooled axis maps input positions to output positions."""
+
+    axis: int
+    length: int
+    out: int
+    taps: int
+    regular: bool
+    stride: int = 1
+    dilation: int = 1
+    pad_before: int = 0
+    pad_after: int = 0
+    #: physical padding a padded copy needs so every regular tap is in range
+    lo: int = 0
+    hi: int = 0
+    #: irregular windows [starts, ends), broadcastable to the output array
+    starts: IntArray | None = None
+    ends: IntArray | None = None
+    #: (out,) index of the first valid tap of each window (argmax start)
+    first_tap: IntArray | None = None
+    #: (out,) cells of each window inside the input
+    count_valid: IntArray | None = None
+    #: (out,) cells of each window inside the padded input (PyTorch's
+    #: count_include_pad divisor; a ceil_mode overhang does not count)
+    count_padded: IntArray | None = None
+
+    @property
+    def full_axis(self) -> bool:
+        """True when the single window is exactly the whole axis."""
+        return (
+            self.regular
+            and self.out == 1
+            and self.lo == 0
+            and self.hi == 0
+            and self.dilation == 1
+            and self.taps == self.length
+        )
+
+    def tap_slice(self, j: int) -> slice:
+        """Slice of a padded axis (length ``lo + length + hi``) read by tap j."""
+        start = j * self.dilation
+        return slice(start, start + (self.out - 1) * self.stride + 1, self.stride)
+
+    def tap_index(self, j: int) -> IntArray:
+        """Irregular tap j: input position of every window (clipped)."""
+        assert self.starts is not None
+        assert self.ends is not None
+        return np.minimum(self.starts + j, self.ends - 1)
+
+    def tap_valid(self, j: int) -> npt.NDArray[np.bool_]:
+        """Irregular tap j: which windows really contain it."""
+        assert self.starts is not None
+        assert self.ends is not None
+        return self.starts + j < self.ends
+
+    def positions(self, code: npt.NDArray[Any], ndim: int) -> IntArray:
+        """Input positions along this axis for tap codes laid out like output."""
+        code = code.astype(np.int64)
+        if self.regular:
+            i = _along(np.arange(self.out, dtype=np.int64), self.axis, ndim)
+            return i * self.stride - self.pad_before + code * self.dilation  # type: ignore[no-any-return]
+        assert self.starts is not None
+        assert self.ends is not None
+        starts, ends = self.starts, self.ends
+        if starts.ndim == 1:
+            starts, ends = (
+                _along(starts, self.axis, ndim),
+                _along(ends, self.axis, ndim),
+            )
+        return np.minimum(starts + code, ends - 1)  # type: ignore[no-any-return]
+
+
+def _along(values: npt.NDArray[Any], axis: int, ndim: int) -> npt.NDArray[Any]:
+    shape = [1] * ndim
+    shape[axis] = values.shape[0]
+    return values.reshape(shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """The validated, normalised shape of one pooling call."""
+
+    shape: tuple[int, ...]
+    plans: tuple[AxisPlan, ...]  # in ascending axis order
+    out_shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return tuple(p.axis for p in self.plans)
+
+    def along(self, plan: AxisPlan, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Reshape a per-output-position vector to broadcast along plan.axis."""
+        return _along(values, plan.axis, self.ndim)
+
+    def window_count(self, *, include_pad: bool) -> npt.NDArray[np.int64]:
+        """Cells per window (product over axes), broadcastable to the output."""
+        total: npt.NDArray[np.int64] = np.ones((1,) * self.ndim, dtype=np.int64)
+        for p in self.plans:
+            counts = p.count_padded if include_pad else p.count_valid
+            assert counts is not None
+            total = total * (self.along(p, counts) if counts.ndim == 1 else counts)
+        return total
+
+    @property
+    def kernel_volume(self) -> int:
+        return math.prod(p.taps for p in self.plans)
+
+
+# --------------------------------------------------------------------------
+# regular windows (kernel / stride / padding / dilation / ceil_mode)
+
+
+def _out_length(
+    length: int, k: int, s: int, d: int, pb: int, pa: int, ceil_mode: bool
+) -> int:
+    """PyTorch's pooling_output_shape_pad_lr."""
+    num = length + pb + pa - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= length + pb:
+        out -= 1
+    return out
+
+
+def resolve_padding(
+    padding: PaddingArg,
+    shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    *,
+    name: str = "padding",
+    allowed_lengths: Sequence[int] | None = None,
+) -> tuple[tuple[tuple[int, int], ...], bool]:
+    """Return ((before, after) per axis, symmetric) for any padding form.
+
+    ``symmetric`` is True for PyTorch-style int padding, where the
+    "at most half the kernel" rule applies.
+    """
+    n = len(kernel)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in PAD_MODES:
+            msg = f"{name}={padding!r} must be an int, a tuple, or one of {PAD_MODES}"
+            raise ValueError(msg)
+        if mode == "valid":
+            return tuple((0, 0) for _ in range(n)), False
+        same: list[tuple[int, int]] = []
+        for length, k, s, d in zip(shape, kernel, stride, dilation, strict=True):
+            out = -(-length // s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - length, 0)
+            small, big = total // 2, total - total // 2
+            same.append((small, big) if mode == "same" else (big, small))
+        return tuple(same), False
+    if (
+        not _is_int(padding)
+        and isinstance(padding, Sequence)
+        and len(padding) > 0
+        and all(isinstance(p, Sequence) and not isinstance(p, str) for p in padding)
+    ):
+        if len(padding) != n:
+            msg = (
+                f"{name}={padding!r} must give one (before, after) pair per pooled "
+                f"axis ({n})"
+            )
+            raise ValueError(msg)
+        pairs: list[tuple[int, int]] = []
+        for i, pair in enumerate(padding):
+            if len(pair) != 2 or not all(_is_int(v) for v in pair):
+                msg = f"{name} entry {pair!r} (axis {i}) must be a pair of ints"
+                raise TypeError(msg)
+            before, after = int(pair[0]), int(pair[1])
+            if before < 0 or after < 0:
+                msg = f"{name} must be non-negative, got {pair!r} (axis {i})"
+                raise ValueError(msg)
+            span = dilation[i] * (kernel[i] - 1) + 1
+            if before >= span or after >= span:
+                msg = (
+                    f"{name}={pair!r} (axis {i}) must be smaller than the dilated "
+                    f"kernel extent {span}, so that no window lies wholly in padding"
+                )
+                raise ValueError(msg)
+            pairs.append((before, after))
+        return tuple(pairs), False
+    sym = as_int_tuple(padding, n, name, allowed_lengths=allowed_lengths)
+    for i, p in enumerate(sym):
+        if p < 0:
+            msg = f"{name}={p} must be non-negative (axis {i})"
+            raise ValueError(msg)
+        if 2 * p > kernel[i]:
+            msg = (
+                f"{name}={p} must be at most half the kernel size {kernel[i]} "
+                f"(axis {i})"
+            )
+            raise ValueError(msg)
+    return tuple((p, p) for p in sym), True
+
+
+@functools.lru_cache(maxsize=256)
+def _regular_axis(
+    axis: int,
+    length: int,
+    k: int,
+    s: int,
+    d: int,
+    pb: int,
+    pa: int,
+    ceil_mode: bool,
+) -> AxisPlan:
+    out = _out_length(length, k, s, d, pb, pa, ceil_mode)
+    i = np.arange(max(out, 0), dtype=np.int64)[:, None]
+    j = np.arange(k, dtype=np.int64)[None, :]
+    pos = i * s - pb + j * d  # (out, k)
+    valid = (pos >= 0) & (pos < length)
+    in_pad = (pos >= -pb) & (pos < length + pa)
+    # first valid tap; a window with none (possible with dilation) keeps
+    # PyTorch's start: the first tap at a non-negative position
+    nonneg = pos >= 0
+    first = np.where(
+        valid.any(axis=1),
+        valid.argmax(axis=1),
+        np.minimum(nonneg.argmax(axis=1), k - 1),
+    )
+    hi = max(0, (out - 1) * s - pb + (k - 1) * d - (length - 1)) if out > 0 else 0
+    return AxisPlan(
+        axis=axis,
+        length=length,
+        out=out,
+        taps=k,
+        regular=True,
+        stride=s,
+        dilation=d,
+        pad_before=pb,
+        pad_after=pa,
+        lo=pb if out > 0 else 0,
+        hi=hi,
+        first_tap=_frozen(first.astype(np.int64)),
+        count_valid=_frozen(valid.sum(axis=1).astype(np.int64)),
+        count_padded=_frozen(in_pad.sum(axis=1).astype(np.int64)),
+    )
+
+
+def _frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    a.flags.writeable = False
+    return a
+
+
+def regular_geometry(
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    dilation: tuple[int, ...],
+    ceil_mode: bool,
+    *,
+    allow_empty: bool = False,
+) -> Geometry:
+    """Geometry of a kernel/stride/padding/dilation pooling call.
+
+    ``axes[i]`` goes with ``kernel[i]`` etc.; the plans come out in ascending
+    axis order. Raises ValueError if an output length would be < 1.
+    """
+    plans = []
+    for a, k, s, (pb, pa), d in zip(axes, kernel, stride, pads, dilation, strict=True):
+        plan = _regular_axis(a, shape[a], k, s, d, pb, pa, bool(ceil_mode))
+        if plan.out < 1 and not allow_empty:
+            msg = (
+                f"kernel_size={k} with dilation={d}, stride={s} and padding="
+                f"{(pb, pa)} gives an output length of {plan.out} for input length "
+                f"{shape[a]} (axis {a}): the padded input must be at least as long as "
+                "the dilated kernel"
+            )
+            raise ValueError(msg)
+        plans.append(plan)
+    return _assemble(shape, plans)
+
+
+def _assemble(shape: tuple[int, ...], plans: list[AxisPlan]) -> Geometry:
+    plans.sort(key=operator.attrgetter("axis"))
+    out_shape = list(shape)
+    for p in plans:
+        out_shape[p.axis] = p.out
+    return Geometry(shape=tuple(shape), plans=tuple(plans), out_shape=tuple(out_shape))
+
+
+# --------------------------------------------------------------------------
+# irregular windows
+
+
+def _irregular_axis(
+    axis: int, length: int, starts: IntArray, ends: IntArray, ndim: int, out: int
+) -> AxisPlan:
+    widths = ends - starts
+    taps = int(widths.max()) if widths.size else 1
+    return AxisPlan(
+        axis=axis,
+        length=length,
+        out=out,
+        taps=max(taps, 1),
+        regular=False,
+        starts=_frozen(starts),
+        ends=_frozen(ends),
+        first_tap=_frozen(np.zeros(out, dtype=np.int64)),
+        count_valid=_frozen(widths),
+        count_padded=widths,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _adaptive_axis(axis: int, length: int, out: int, ndim: int) -> AxisPlan:
+    i = np.arange(out, dtype=np.int64)
+    starts = (i * length) // out
+    ends = ((i + 1) * length + out - 1) // out
+    return _irregular_axis(axis, length, starts, ends, ndim, out)
+
+
+def adaptive_geometry(
+    shape: tuple[int, ...], axes: tuple[int, ...], output_size: tuple[int, ...]
+) -> Geometry:
+    """Adaptive windows ``[floor(i*L/O), ceil((i+1)*L/O))`` per axis."""
+    plans = [
+        _adaptive_axis(a, shape[a], o, len(shape))
+        for a, o in zip(axes, output_size, strict=True)
+    ]
+    return _assemble(shape, plans)
+
+
+def _intervals(
+    samples: npt.NDArray[np.floating[Any]], length: int, out: int, k: int
+) -> IntArray:
+    """PyTorch's generate_intervals, in the samples' own float precision."""
+    dtype = samples.dtype.type
+    seq = np.empty((*samples.shape, out), dtype=np.int64)
+    if out > 1:
+        alpha = dtype(length - k) / dtype(out - 1)
+        i = np.arange(out - 1).astype(samples.dtype)
+        u = samples[..., None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = ((i + u) * alpha).astype(np.int64)
+            b = (u * alpha).astype(np.int64)
+        seq[..., :-1] = a - b
+    if out > 0:
+        seq[..., -1] = length - k
+    return seq
+
+
+def fractional_geometry(
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    output_size: tuple[int, ...],
+    samples: npt.NDArray[np.floating[Any]],
+    sample_axes: tuple[int, ...],
+    batch_axes: tuple[int, ...],
+) -> Geometry:
+    """Fractional max pooling windows, one interval sequence per plane.
+
+    ``samples`` has shape ``batch_shape + (len(axes),)``; ``sample_axes[i]``
+    is the sample column that drives ``axes[i]``. ``batch_axes`` are the
+    input axes the batch shape of ``samples`` lines up with.
+    """
+    ndim = len(shape)
+    plans = []
+    for a, k, o, col in zip(axes, kernel, output_size, sample_axes, strict=True):
+        seq = _intervals(samples[..., col], shape[a], o, k)  # batch_shape + (o,)
+        # lay out as a full-ndim array: batch axes, then this axis
+        full_shape = [1] * ndim
+        for b, size in zip(batch_axes, seq.shape[:-1], strict=True):
+            full_shape[b] = size
+        full_shape[a] = o
+        order = [*list(batch_axes), a]
+        # seq axes follow ``order``; permute into ascending axis order
+        perm = np.argsort(order)
+        starts = np.transpose(seq, perm).reshape(full_shape)
+        starts = np.ascontiguousarray(starts)
+        plans.append(_irregular_axis(a, shape[a], starts, starts + k, ndim, o))
+    return _assemble(shape, plans)
+
+
+PadMode = Literal["valid", "same", "same_lower"]

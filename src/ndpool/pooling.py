@@ -1,0 +1,406 @@
+"""The N-d public API: :func:`pool` over any axes, and global pooling.
+
+The torch-named functions in :mod:`ndpool.functional` are thin wrappers over
+:func:`pool_windows` below, which :func:`pool` also uses.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from ._core import Reduction, pool_core
+from ._geometry import (
+    as_int_tuple,
+    check_dtype,
+    check_positive,
+    normalize_axes,
+    regular_geometry,
+    resolve_padding,
+)
+
+__all__ = [
+    "global_avg_pool",
+    "global_lp_pool",
+    "global_max_pool",
+    "pool",
+]
+
+Array = npt.NDArray[Any]
+Op = Literal["max", "min", "avg", "sum", "lp"]
+OPS = ("max", "min", "avg", "sum", "lp")
+NAN_POLICIES = ("propagate", "omit")
+DATA_FORMATS = ("channels_first", "channels_last")
+
+
+# --------------------------------------------------------------------------
+# argument helpers shared with functional.py
+
+
+def as_array(x: object, name: str = "input") -> Array:
+    """``x`` as a NumPy array with a poolable dtype (TypeError otherwise)."""
+    arr = np.asarray(x)
+    check_dtype(arr.dtype, name)
+    return arr
+
+
+def check_choice(value: object, choices: Sequence[str], name: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        msg = f"{name} must be one of {tuple(choices)}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_, int, np.integer)):
+        msg = f"{name} must be a bool, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+    return bool(value)
+
+
+def check_norm_type(norm_type: object) -> float:
+    if isinstance(norm_type, (bool, np.bool_)) or not isinstance(
+        norm_type, numbers.Real
+    ):
+        msg = f"norm_type must be a real number, got {norm_type!r}"
+        raise TypeError(msg)
+    p = float(norm_type)
+    if p == 0 or np.isnan(p):
+        msg = f"norm_type={norm_type!r} must be non-zero (the result is sum**(1/p))"
+        raise ValueError(msg)
+    return p
+
+
+def check_divisor(divisor_override: object) -> int | None:
+    if divisor_override is None:
+        return None
+    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
+        divisor_override, (int, np.integer)
+    ):
+        msg = f"divisor_override must be an int or None, got {divisor_override!r}"
+        raise TypeError(msg)
+    if divisor_override == 0:
+        msg = "divisor_override=0 must be non-zero"
+        raise ValueError(msg)
+    return int(divisor_override)
+
+
+def spatial_axes(ndim: int, nd: int, data_format: str) -> tuple[int, ...]:
+    """The ``nd`` spatial axes of an ``(N, C, *sp)``/``(N, *sp, C)`` array."""
+    check_choice(data_format, DATA_FORMATS, "data_format")
+    if data_format == "channels_first":
+        return tuple(range(ndim - nd, ndim))
+    return tuple(range(ndim - nd - 1, ndim - 1))
+
+
+def pool_windows(
+    x: Array,
+    axes: tuple[int, ...],
+    kernel_size: object,
+    *,
+    op: str,
+    stride: object = None,
+    padding: object = 0,
+    dilation: object = 1,
+    ceil_mode: object = False,
+    count_include_pad: object = True,
+    divisor_override: object = None,
+    norm_type: object = None,
+    return_indices: object = False,
+    nan_policy: object = "propagate",
+    dtype: npt.DTypeLike | None = None,
+    allowed_lengths: Sequence[int] | None = None,
+) -> Array | tuple[Array, Array]:
+    """Validate window arguments for ``axes`` of ``x`` and pool.
+
+    ``allowed_lengths`` lets the torch wrappers accept PyTorch's
+    length-1 tuples.
+    """
+    n = len(axes)
+    kernel = as_int_tuple(
+        kernel_size, n, "kernel_size", allowed_lengths=allowed_lengths
+    )
+    check_positive(kernel, "kernel_size")
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        strides = kernel
+    else:
+        strides = as_int_tuple(stride, n, "stride", allowed_lengths=allowed_lengths)
+        check_positive(strides, "stride")
+    dilations = as_int_tuple(dilation, n, "dilation", allowed_lengths=allowed_lengths)
+    check_positive(dilations, "dilation")
+    shape = tuple(x.shape[a] for a in axes)
+    pads, _ = resolve_padding(
+        padding, shape, kernel, strides, dilations, allowed_lengths=allowed_lengths
+    )
+    ceil = check_bool(ceil_mode, "ceil_mode")
+    include_pad = check_bool(count_include_pad, "count_include_pad")
+    if isinstance(padding, str):
+        include_pad = False  # "same": padded cells never count
+        ceil = False
+    indices = check_bool(return_indices, "return_indices")
+    policy = check_choice(nan_policy, NAN_POLICIES, "nan_policy")
+    if indices and op not in ("max", "min"):
+        msg = f"return_indices=True needs op='max' or 'min', got op={op!r}"
+        raise ValueError(msg)
+    p = check_norm_type(norm_type) if op in ("lp", "torch_lp") else None
+    red = Reduction(
+        op=op,
+        nan_omit=policy == "omit",
+        count_include_pad=include_pad,
+        divisor_override=check_divisor(divisor_override),
+        norm_type=p,
+        dtype=None if dtype is None else np.dtype(dtype),
+    )
+    geom = regular_geometry(x.shape, axes, kernel, strides, pads, dilations, ceil)
+    return pool_core(x, geom, red, return_indices=indices)
+
+
+# --------------------------------------------------------------------------
+# public API
+
+
+@overload
+def pool(
+    x: npt.ArrayLike,
+    /,
+    kernel_size: int | Sequence[int],
+    *,
+    op: Op = ...,
+    axes: int | Sequence[int] | None = ...,
+    stride: int | Sequence[int] | None = ...,
+    padding: Any = ...,
+    dilation: int | Sequence[int] = ...,
+    ceil_mode: bool = ...,
+    count_include_pad: bool = ...,
+    divisor_override: int | None = ...,
+    norm_type: float | None = ...,
+    return_indices: Literal[False] = ...,
+    nan_policy: Literal["propagate", "omit"] = ...,
+    dtype: npt.DTypeLike = ...,
+) -> Array: ...
+@overload
+def pool(
+    x: npt.ArrayLike,
+    /,
+    kernel_size: int | Sequence[int],
+    *,
+    op: Op = ...,
+    axes: int | Sequence[int] | None = ...,
+    stride: int | Sequence[int] | None = ...,
+    padding: Any = ...,
+    dilation: int | Sequence[int] = ...,
+    ceil_mode: bool = ...,
+    count_include_pad: bool = ...,
+    divisor_override: int | None = ...,
+    norm_type: float | None = ...,
+    return_indices: Literal[True],
+    nan_policy: Literal["propagate", "omit"] = ...,
+    dtype: npt.DTypeLike = ...,
+) -> tuple[Array, Array]: ...
+def pool(
+    x: npt.ArrayLike,
+    /,
+    kernel_size: int | Sequence[int],
+    *,
+    op: Op = "max",
+    axes: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
+    padding: Any = 0,
+    dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    norm_type: float | None = None,
+    return_indices: bool = False,
+    nan_policy: Literal["propagate", "omit"] = "propagate",
+    dtype: npt.DTypeLike | None = None,
+) -> Array | tuple[Array, Array]:
+    """Pool ``x`` over any axes with a sliding window.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of any shape and a bool, integer or floating dtype.
+    kernel_size : int or sequence of int
+        Window size; an int applies to every pooled axis.
+    op : {"max", "min", "avg", "sum", "lp"}
+        Reduction over each window. ``"lp"`` is the true p-norm
+        ``(sum |x|**p) ** (1/p)`` over the window's real cells.
+    axes : int or sequence of int, optional
+        Pooled axes, in any order, negative allowed; ``kernel_size[i]``,
+        ``stride[i]`` ... go with ``axes[i]``. Default: the trailing
+        ``len(kernel_size)`` axes (one if ``kernel_size`` is an int).
+        Every other axis is a batch axis.
+    stride : int or sequence of int, optional
+        Step between windows; default ``kernel_size``.
+    padding : int, sequence, or {"valid", "same", "same_lower"}
+        Implicit padding: an int or one int per axis (both sides, at most
+        half the kernel, as PyTorch), ``((before, after), ...)`` per axis,
+        ``"valid"`` (none), ``"same"`` (output ``ceil(L / stride)``, the odd
+        cell of padding at the end, as TensorFlow and ONNX SAME_UPPER) or
+        ``"same_lower"`` (odd cell at the start). With ``"same"``, padded
+        cells never count in an average.
+    dilation : int or sequence of int
+        Spacing between window cells.
+    ceil_mode : bool
+        Round the output length up (PyTorch's rule: the last window must
+        start inside the input or the left padding).
+    count_include_pad : bool
+        Whether padded cells count in the divisor of ``op="avg"``.
+    divisor_override : int, optional
+        Divide window sums by this instead (``op="avg"``).
+    norm_type : float
+        ``p`` of ``op="lp"`` (``inf`` gives the max of ``|x|``).
+    return_indices : bool
+        With ``op="max"``/``"min"``, also return int64 indices, row-major
+        flat over the pooled axes taken in ascending order.
+    nan_policy : {"propagate", "omit"}
+        ``"omit"`` ignores NaN as ``np.nanmax``/``np.nanmean``; a window of
+        only NaN gives NaN.
+    dtype : dtype, optional
+        Output dtype. Default: the input's for max/min and float input;
+        float64 for the average or Lp of integers (never overflows), int64
+        (uint64) for their sum. An integer ``dtype`` rounds to nearest.
+
+    Returns
+    -------
+    out : ndarray
+        Pooled array; pooled axes have length
+        ``floor((L + pad_before + pad_after - dilation*(k-1) - 1) / stride) + 1``
+        (``ceil`` with ``ceil_mode``).
+    indices : ndarray of int64
+        Only with ``return_indices=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ndpool
+    >>> x = np.arange(1, 17).reshape(4, 4)
+    >>> ndpool.pool(x, (2, 2))
+    array([[ 6,  8],
+           [14, 16]])
+    >>> ndpool.pool(x, (2, 2), op="avg")
+    array([[ 3.5,  5.5],
+           [11.5, 13.5]])
+    >>> ndpool.pool(np.arange(6.0), 3, stride=1, op="sum")
+    array([ 3.,  6.,  9., 12.])
+    """
+    arr = as_array(x)
+    check_choice(op, OPS, "op")
+    n = None if axes is not None else _kernel_len(kernel_size)
+    pooled = normalize_axes(axes, arr.ndim, n)
+    return pool_windows(
+        arr,
+        pooled,
+        kernel_size,
+        op=op,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+        norm_type=norm_type,
+        return_indices=return_indices,
+        nan_policy=nan_policy,
+        dtype=dtype,
+    )
+
+
+def _kernel_len(kernel_size: object) -> int:
+    if isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
+        return len(kernel_size)
+    return 1
+
+
+def _global(
+    x: npt.ArrayLike,
+    op: str,
+    data_format: str,
+    keepdims: bool,
+    nan_policy: str,
+    norm_type: object = None,
+) -> Array:
+    arr = as_array(x)
+    check_choice(data_format, DATA_FORMATS, "data_format")
+    if arr.ndim < 3:
+        msg = (
+            f"input must be (N, C, *spatial) or (N, *spatial, C) with at least one "
+            f"spatial axis, got shape {arr.shape}"
+        )
+        raise ValueError(msg)
+    axes = spatial_axes(arr.ndim, arr.ndim - 2, data_format)
+    for a in axes:
+        if arr.shape[a] == 0:
+            msg = f"input has an empty spatial axis {a} (shape {arr.shape})"
+            raise ValueError(msg)
+    kernel = tuple(arr.shape[a] for a in axes)
+    out = pool_windows(
+        arr, axes, kernel, op=op, nan_policy=nan_policy, norm_type=norm_type
+    )
+    assert isinstance(out, np.ndarray)
+    return out if keepdims else out.squeeze(axis=axes)
+
+
+def global_max_pool(
+    x: npt.ArrayLike,
+    /,
+    *,
+    data_format: Literal["channels_first", "channels_last"] = "channels_first",
+    keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit"] = "propagate",
+) -> Array:
+    """Max over all spatial axes (Keras/ONNX GlobalMaxPool).
+
+    Examples
+    --------
+    >>> import numpy as np, ndpool
+    >>> ndpool.global_max_pool(np.arange(8.0).reshape(1, 2, 2, 2))
+    array([[3., 7.]])
+    """
+    return _global(x, "max", data_format, keepdims, nan_policy)
+
+
+def global_avg_pool(
+    x: npt.ArrayLike,
+    /,
+    *,
+    data_format: Literal["channels_first", "channels_last"] = "channels_first",
+    keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit"] = "propagate",
+) -> Array:
+    """Mean over all spatial axes (Keras/ONNX GlobalAveragePool).
+
+    Examples
+    --------
+    >>> import numpy as np, ndpool
+    >>> ndpool.global_avg_pool(np.arange(8.0).reshape(1, 2, 2, 2), keepdims=True)
+    array([[[[1.5]],
+    <BLANKLINE>
+            [[5.5]]]])
+    """
+    return _global(x, "avg", data_format, keepdims, nan_policy)
+
+
+def global_lp_pool(
+    x: npt.ArrayLike,
+    /,
+    norm_type: float = 2.0,
+    *,
+    data_format: Literal["channels_first", "channels_last"] = "channels_first",
+    keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit"] = "propagate",
+) -> Array:
+    """p-norm over all spatial axes (ONNX GlobalLpPool).
+
+    Examples
+    --------
+    >>> import numpy as np, ndpool
+    >>> ndpool.global_lp_pool(np.array([[[3.0, -4.0]]]))
+    array([[5.]])
+    """
+    return _global(x, "lp", data_format, keepdims, nan_policy, norm_type)
