@@ -1,0 +1,710 @@
+"""Image files for ``ndpool image``: read, pool, write atomically, compare.
+
+Pillow and matplotlib are imported inside the functions that need them, so
+this module (and ``import ndpool``) stays cheap. Every failure a user can
+cause surfaces as :class:`ImageCLIError` with a one-line message; the command
+line turns it into exit code 2.
+
+Images are decoded channels-last, ``(H, W)`` or ``(H, W, C)``, and pooled
+over axes ``(0, 1)`` with one :func:`ndpool.pool` call. The result keeps the
+input's mode and bit depth: max and min keep the pixel values, average and
+Lp are rounded to nearest (ties to even) and clipped to the bit depth.
+
+>>> import numpy as np
+>>> img = np.array([[0, 255], [1, 2]], dtype=np.uint8)
+>>> pool_pixels(img, "avg", (2, 2))
+array([[64]], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from .pooling import pool
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from PIL import Image as PILImage
+
+__all__ = [
+    "ImageCLIError",
+    "ImageJob",
+    "Picture",
+    "pool_pixels",
+    "read_image",
+    "run_image_job",
+]
+
+Pixels = npt.NDArray[Any]
+
+#: Pillow modes pooled as they are: mode -> what the pixels are.
+_MODES = {
+    "1": "bilevel",
+    "L": "8-bit gray",
+    "LA": "8-bit gray + alpha",
+    "RGB": "8-bit RGB",
+    "RGBA": "8-bit RGBA",
+    "RGBX": "8-bit RGB + padding",
+    "CMYK": "8-bit CMYK",
+    "I;16": "16-bit gray",
+    "I": "32-bit integer gray",
+    "F": "32-bit float gray",
+}
+#: Modes decoded in another mode: the pooled result is written in that one.
+_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16L": "I;16", "I;16B": "I;16"}
+#: Modes with more than 8 bits a channel and the formats that store them.
+_DEEP_FORMATS = {"I;16": ("PNG", "TIFF"), "I": ("TIFF",), "F": ("TIFF",)}
+#: Save options that keep the pooled pixels (as far as the format allows).
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "WEBP": {"lossless": True, "exact": True},  # exact: keep RGB under alpha 0
+    "JPEG": {"quality": 95},
+}
+
+
+class ImageCLIError(Exception):
+    """A failure the user can fix: reported in one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Decoded pixels and how to write them back.
+
+    Attributes
+    ----------
+    pixels : ndarray, shape (H, W) or (H, W, C)
+        Channels-last, native byte order: bool for mode ``"1"``, uint8,
+        uint16 (``"I;16"``), int32 (``"I"``) or float32 (``"F"``).
+    mode : str
+        Pillow mode the pooled result is written in.
+    name : str
+        File name (or ``"sample"``), for messages and default output names.
+    notes : tuple of str
+        Things the user should know (a palette converted, a frame dropped).
+    info : dict
+        Pillow save options carried over (``icc_profile``).
+    """
+
+    pixels: Pixels
+    mode: str
+    name: str
+    notes: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, pixels: Pixels | None = None) -> str:
+        """Return ``"512x512 RGB"``-style text for ``pixels`` (default own)."""
+        arr = self.pixels if pixels is None else pixels
+        return f"{arr.shape[1]}x{arr.shape[0]} {self.mode}"
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One ``ndpool image`` run, as parsed from the command line.
+
+    Attributes
+    ----------
+    input : str or None
+        Image file to read; ``None`` for the built-in sample.
+    output : str or None
+        File to write; ``None`` for a name that says what was done, in the
+        current directory.
+    op : {"max", "min", "avg", "lp"}
+        Pooling operation.
+    kernel, stride, padding : tuple of int
+        ``(height, width)``; ``stride=None`` means the kernel.
+    ceil_mode : bool
+        Round the output size up, as PyTorch.
+    norm_type : float
+        ``p`` of ``op="lp"``.
+    compare : str or None
+        Also write a side-by-side figure of input and result here.
+    force : bool
+        Overwrite existing output files.
+    """
+
+    input: str | None
+    output: str | None
+    op: str = "max"
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    norm_type: float = 2.0
+    compare: str | None = None
+    force: bool = False
+
+
+def _pillow() -> ModuleType:
+    """Import ``PIL.Image`` or say how to install it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        msg = "reading images needs Pillow: pip install 'ndpool[image]'"
+        raise ImageCLIError(msg) from None
+    Image.init()  # register every plugin: formats and extensions
+    return Image
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# ----------------------------------------------------------------- reading
+
+
+def sample_picture() -> Picture:
+    """Return the built-in sample as a :class:`Picture`."""
+    from ._sample import SAMPLE_NAME, sample_image
+
+    return Picture(sample_image(), "RGB", SAMPLE_NAME)
+
+
+def read_image(path: str) -> Picture:
+    """Decode an image file completely, refusing anything suspicious.
+
+    Parameters
+    ----------
+    path : str
+        Image file in any format Pillow reads.
+
+    Returns
+    -------
+    Picture
+        The first frame's pixels, with EXIF orientation applied.
+
+    Raises
+    ------
+    ImageCLIError
+        Missing, unreadable, truncated or corrupt file, an image over
+        Pillow's ``Image.MAX_IMAGE_PIXELS`` (decompression bomb), or a mode
+        ndpool cannot pool.
+    """
+    image_mod = _pillow()
+    if not os.path.exists(path):
+        msg = f"input {path!r} does not exist"
+        raise ImageCLIError(msg)
+    if os.path.isdir(path):
+        msg = f"input {path!r} is a directory, not an image"
+        raise ImageCLIError(msg)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice it:
+            # refuse both, before any pixel is decoded.
+            warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+            with image_mod.open(path) as im:
+                return _decode(im, path)
+    except ImageCLIError:
+        raise
+    except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning):
+        limit = image_mod.MAX_IMAGE_PIXELS
+        msg = (
+            f"input {path!r} is larger than Pillow's limit of {limit} pixels "
+            "(possible decompression bomb); refusing to decode it"
+        )
+        raise ImageCLIError(msg) from None
+    except image_mod.UnidentifiedImageError:
+        msg = f"input {path!r} is not an image file Pillow can read"
+        raise ImageCLIError(msg) from None
+    except PermissionError:
+        msg = f"cannot read input {path!r}: permission denied"
+        raise ImageCLIError(msg) from None
+    except MemoryError:
+        msg = f"input {path!r} is too large to decode in memory"
+        raise ImageCLIError(msg) from None
+    except Exception as exc:  # Pillow raises many types for bad data
+        msg = f"cannot decode input {path!r} (truncated or corrupt?): {_one_line(exc)}"
+        raise ImageCLIError(msg) from None
+
+
+def _decode(im: PILImage.Image, path: str) -> Picture:
+    """Load ``im`` fully and return its pixels channels-last."""
+    notes: list[str] = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"{path} has {frames} frames; pooling the first")
+    deep = any(";16" in str(t.args) for t in getattr(im, "tile", None) or ())
+    im.load()  # decode every byte now: truncation and corruption fail here
+    if deep and im.mode in ("LA", "RGB", "RGBA"):
+        notes.append(
+            f"{path} has 16 bits a channel but Pillow decodes {im.mode} at 8 bits; "
+            "the output is 8-bit"
+        )
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        from PIL import ImageOps
+
+        im = ImageOps.exif_transpose(im)
+        notes.append(f"applied the EXIF orientation ({orientation}) of {path}")
+    mode = im.mode
+    if mode == "P" and (
+        "transparency" in im.info or (im.palette and im.palette.mode == "RGBA")
+    ):
+        mode = "PA"
+    if mode in ("P", "PA"):  # pooling palette indices would be meaningless
+        im = im.convert(_CONVERT[mode])
+        notes.append(
+            f"{path} is a palette image: pooled and written as {_CONVERT[mode]}"
+        )
+    if mode in _CONVERT:
+        target = _CONVERT[mode]
+    elif mode == "I" and deep:  # a 16-bit file that Pillow decodes as "I"
+        target = "I;16"
+    elif mode in _MODES:
+        target = mode
+    else:
+        msg = (
+            f"input {path!r} has image mode {mode!r}, which ndpool image does not "
+            f"pool; supported: {', '.join([*_MODES, *_CONVERT])}"
+        )
+        raise ImageCLIError(msg)
+    pixels = np.asarray(im)
+    if target == "I;16":
+        pixels = pixels.astype(np.uint16)  # native byte order, 0..65535
+    else:
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=True)
+    info = {"icc_profile": im.info["icc_profile"]} if "icc_profile" in im.info else {}
+    return Picture(pixels, target, Path(path).name, tuple(notes), info)
+
+
+# ----------------------------------------------------------------- pooling
+
+
+def pool_pixels(
+    pixels: Pixels,
+    op: str,
+    kernel: tuple[int, int],
+    stride: tuple[int, int] | None = None,
+    padding: tuple[int, int] = (0, 0),
+    *,
+    ceil_mode: bool = False,
+    norm_type: float = 2.0,
+) -> Pixels:
+    """Pool the two image axes of ``pixels``, keeping its dtype.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (H, W) or (H, W, C)
+        Channels-last image: bool, an integer dtype or float.
+    op : {"max", "min", "avg", "lp"}
+        Pooling operation (PyTorch semantics: padded cells never win a max
+        or min and count as zeros in an average).
+    kernel, stride, padding : tuple of int
+        ``(height, width)`` window, step and padding.
+    ceil_mode : bool
+        Round the output size up.
+    norm_type : float
+        ``p`` of the true p-norm ``(sum |x|**p) ** (1/p)`` for ``op="lp"``.
+
+    Returns
+    -------
+    ndarray
+        Same dtype as ``pixels``; for integer pixels average and Lp are
+        rounded to nearest (ties to even) and clipped to the dtype's range,
+        never wrapped. A bilevel (bool) average is set where more than
+        half the window is set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.array([[[250, 0, 9]] * 2] * 2, dtype=np.uint8)
+    >>> pool_pixels(rgb, "lp", (2, 2))  # 2-norm 500 is clipped to 255
+    array([[[255,   0,  18]]], dtype=uint8)
+    """
+    arr = pixels.astype(np.uint8) if pixels.dtype == np.bool_ else pixels
+    out = pool(
+        arr,
+        kernel,
+        op=cast(Literal["max", "min", "avg", "lp"], op),  # checked by pool
+        axes=(0, 1),
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        norm_type=norm_type if op == "lp" else None,
+        dtype=arr.dtype,
+    )
+    result: Pixels = out.astype(np.bool_) if pixels.dtype == np.bool_ else out
+    return result
+
+
+# ----------------------------------------------------------------- writing
+
+
+def _to_pil(pixels: Pixels, mode: str) -> PILImage.Image:
+    """Build a Pillow image of ``mode`` from channels-last ``pixels``."""
+    image_mod = _pillow()
+    image: PILImage.Image
+    if mode == "1":
+        image = image_mod.fromarray(np.ascontiguousarray(pixels, dtype=np.bool_))
+    else:
+        dtype = {"I;16": "<u2", "I": "=i4", "F": "=f4"}.get(mode, "u1")
+        raw = np.ascontiguousarray(pixels, dtype=dtype).tobytes()
+        size = (pixels.shape[1], pixels.shape[0])
+        image = image_mod.frombytes(mode, size, raw)
+    return image
+
+
+def _image_format(path: str) -> str:
+    """Return the Pillow format that writes ``path``, from its extension."""
+    image_mod = _pillow()
+    ext = Path(path).suffix.lower()
+    fmt = image_mod.registered_extensions().get(ext)
+    if fmt is None or fmt not in image_mod.SAVE:
+        what = f"extension {ext!r}" if ext else "no extension"
+        msg = (
+            f"output {path!r} has {what}, which names no image format Pillow "
+            "writes; use .png, .tif, .webp, .bmp or .jpg"
+        )
+        raise ImageCLIError(msg)
+    return str(fmt)
+
+
+def _check_writable(picture_mode: str, fmt: str, path: str) -> None:
+    """Refuse a format that would silently lose bits or the alpha channel."""
+    deep = _DEEP_FORMATS.get(picture_mode)
+    if deep is not None and fmt not in deep:
+        msg = (
+            f"cannot write the {_MODES[picture_mode]} result to {path!r}: "
+            f"{fmt} would lose bits; use .{deep[0].lower()}"
+            + (" or .tif" if len(deep) > 1 else "")
+        )
+        raise ImageCLIError(msg)
+    if picture_mode in ("LA", "RGBA") and fmt in ("BMP", "JPEG", "PPM"):
+        msg = (
+            f"cannot write the {picture_mode} result to {path!r}: {fmt} has "
+            "no alpha channel; use .png, .webp or .tif"
+        )
+        raise ImageCLIError(msg)
+
+
+def _figure_format(path: str) -> str:
+    """Return the matplotlib format that writes ``path``, from its extension."""
+    figure_cls = _figure_class()
+    ext = Path(path).suffix.lower().lstrip(".")
+    supported = figure_cls().canvas.get_supported_filetypes()
+    if ext not in supported:
+        msg = (
+            f"figure {path!r} has extension {'.' + ext if ext else '(none)'!r}; "
+            f"matplotlib writes {', '.join('.' + e for e in sorted(supported))}"
+        )
+        raise ImageCLIError(msg)
+    return ext
+
+
+def _figure_class() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        msg = "--compare needs matplotlib: pip install 'ndpool[image]'"
+        raise ImageCLIError(msg) from None
+    return Figure
+
+
+def _check_target(path: str, force: bool, what: str) -> None:
+    """Fail early, before any work, if ``path`` cannot or must not be written."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        problem = (
+            "is not a directory" if os.path.exists(directory) else "does not exist"
+        )
+        msg = f"{what} directory {directory!r} {problem}"
+        raise ImageCLIError(msg)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        msg = f"{what} directory {directory!r} is not writable"
+        raise ImageCLIError(msg)
+    if os.path.isdir(path):
+        msg = f"{what} {path!r} is a directory"
+        raise ImageCLIError(msg)
+    if os.path.lexists(path) and not force:
+        msg = f"{what} {path!r} already exists; use --force to overwrite it"
+        raise ImageCLIError(msg)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+@contextlib.contextmanager
+def _staged(
+    path: str, write: Callable[[IO[bytes]], None], what: str, fmt: str
+) -> Iterator[str]:
+    """Write a temporary file next to ``path``; remove it unless committed.
+
+    The temporary file is created in the target directory (so the final
+    rename is atomic, on one file system) with the permissions a new file
+    gets from the umask.
+    """
+    directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    while True:
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            msg = f"cannot write to {directory!r}: {_one_line(exc)}"
+            raise ImageCLIError(msg) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except Exception as exc:  # encoders raise many types
+            msg = f"cannot write {what} {path!r} as {fmt}: {_one_line(exc)}"
+            raise ImageCLIError(msg) from None
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _commit(tmp: str, path: str, force: bool, what: str) -> None:
+    """Move ``tmp`` to ``path`` atomically; without ``force``, never clobber."""
+    exists = f"{what} {path!r} already exists; use --force to overwrite it"
+    try:
+        if force:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # fails if path exists, even if just created
+        except FileExistsError:
+            raise ImageCLIError(exists) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if os.path.lexists(path):  # no hard links here: check, then rename
+                raise ImageCLIError(exists) from None
+            os.replace(tmp, path)
+    except OSError as exc:
+        msg = f"cannot write {what} {path!r}: {_one_line(exc)}"
+        raise ImageCLIError(msg) from None
+
+
+def _image_writer(
+    image: PILImage.Image, fmt: str, info: dict[str, Any]
+) -> Callable[[IO[bytes]], None]:
+    def write(fh: IO[bytes]) -> None:
+        image.save(fh, format=fmt, **_SAVE_OPTIONS.get(fmt, {}), **info)
+
+    return write
+
+
+# ----------------------------------------------------------------- figure
+
+
+def _display(pixels: Pixels, mode: str) -> tuple[Pixels, dict[str, Any]]:
+    """Return an array ``imshow`` shows as intended, and its options."""
+    if mode in ("1", "L", "I;16", "I", "F"):
+        full = {"1": 1, "L": 255, "I;16": 65535}.get(mode)
+        if pixels.dtype == np.bool_:
+            pixels = pixels.astype(np.uint8)
+        return pixels, {"cmap": "gray", "vmin": 0, "vmax": full}
+    if mode == "LA":
+        gray = pixels[..., :1]
+        return np.concatenate([gray, gray, gray, pixels[..., 1:]], axis=-1), {}
+    if mode in ("RGB", "RGBA"):
+        return pixels, {}
+    rgb = np.asarray(_to_pil(pixels, mode).convert("RGB"))  # CMYK, RGBX
+    return rgb, {}
+
+
+def _figure_writer(
+    before: Picture, after: Pixels, title: str, fmt: str
+) -> Callable[[IO[bytes]], None]:
+    """Return a writer of the side-by-side figure of ``before`` and ``after``.
+
+    Both panels have the same size on screen. An input of at most 512
+    pixels is shown at a whole multiple of its size (1:1 for the sample),
+    so no display resampling blurs the detail being compared; the result
+    is shown with nearest-neighbour upscaling, one block per output pixel.
+    """
+    figure_cls = _figure_class()
+    height, width = before.pixels.shape[:2]
+    longest = max(height, width)
+    scale = max(1, 512 // longest) if longest <= 512 else 512 / longest
+    panel_w, panel_h = max(1, round(width * scale)), max(1, round(height * scale))
+    dpi, margin, label, heading = 80, 12, 22, 30  # pixels
+    fig_w = max(2 * panel_w + 3 * margin, 480)
+    fig_h = panel_h + 2 * margin + label + heading
+    left = (fig_w - 2 * panel_w - margin) / 2
+    fig = figure_cls(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    fig.suptitle(title, fontsize=11, y=1 - 8 / fig_h, va="top")
+    deep = before.mode in ("I", "F")
+    if deep:  # no fixed range: share the input's range between the panels
+        lo, hi = float(np.nanmin(before.pixels)), float(np.nanmax(before.pixels))
+    panels = (
+        (before.pixels, f"input {before.name}: {before.describe()}", scale >= 1),
+        (after, f"result: {before.describe(after)}", True),
+    )
+    for i, (pixels, text, nearest) in enumerate(panels):
+        x0 = left + i * (panel_w + margin)
+        ax = fig.add_axes(
+            (x0 / fig_w, margin / fig_h, panel_w / fig_w, panel_h / fig_h)
+        )
+        data, options = _display(pixels, before.mode)
+        if deep:
+            options.update(vmin=lo, vmax=hi)
+        ax.imshow(
+            data,
+            extent=(0, width, height, 0),
+            interpolation="nearest" if nearest else "antialiased",
+            aspect="auto",
+            **options,
+        )
+        ax.set_title(text, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    def write(fh: IO[bytes]) -> None:
+        fig.savefig(fh, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+
+    return write
+
+
+def _metadata(fmt: str) -> dict[str, Any] | None:
+    """Leave out what would make two identical figures differ in bytes."""
+    if fmt == "png":
+        return {"Software": None}
+    if fmt in ("pdf", "svg"):
+        return {"Creator": None} if fmt == "pdf" else {"Date": None}
+    return None
+
+
+# ----------------------------------------------------------------- the job
+
+
+def _default_output(job: ImageJob, name: str, mode: str) -> str:
+    """Name the output after what was done: ``sample_max_k2.png``."""
+
+    def pair(values: tuple[int, int]) -> str:
+        return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+    op = f"lp{job.norm_type:g}" if job.op == "lp" else job.op
+    parts = [Path(name).stem, op, f"k{pair(job.kernel)}"]
+    if job.stride is not None and job.stride != job.kernel:
+        parts.append(f"s{pair(job.stride)}")
+    if job.padding != (0, 0):
+        parts.append(f"p{pair(job.padding)}")
+    if job.ceil_mode:
+        parts.append("ceil")
+    ext = ".tif" if mode in ("I", "F", "CMYK", "RGBX") else ".png"
+    return "_".join(parts) + ext
+
+
+def _what(job: ImageJob, *, short: bool = True) -> str:
+    """Describe the pooling: ``"max pool, kernel 2x2, stride 2x2"``."""
+    stride = job.stride or job.kernel
+    p = f" (p={job.norm_type:g})" if job.op == "lp" else ""
+    text = (
+        f"{job.op} pool{p}, kernel {job.kernel[0]}x{job.kernel[1]}, "
+        f"stride {stride[0]}x{stride[1]}"
+    )
+    if any(job.padding) or not short:
+        text += f", padding {job.padding[0]}x{job.padding[1]}"
+    return text + (", ceil_mode" if job.ceil_mode else "")
+
+
+def run_image_job(job: ImageJob) -> list[str]:
+    """Read, pool and write one image; return the lines to print.
+
+    Nothing is written unless everything succeeds: the output (and the
+    figure) are staged as temporary files in their target directories and
+    renamed into place at the end.
+
+    Parameters
+    ----------
+    job : ImageJob
+        What to do.
+
+    Returns
+    -------
+    list of str
+        A summary of what was done, then any notes.
+
+    Raises
+    ------
+    ImageCLIError
+        Any failure, with a one-line message; no file is left behind.
+    """
+    _pillow()
+    if job.output is not None:  # check what we can before decoding
+        _check_target(job.output, job.force, "output")
+        _image_format(job.output)
+    if job.compare is not None:
+        _check_target(job.compare, job.force, "figure")
+        _figure_format(job.compare)
+    picture = sample_picture() if job.input is None else read_image(job.input)
+    output = job.output or _default_output(job, picture.name, picture.mode)
+    _check_target(output, job.force, "output")
+    fmt = _image_format(output)
+    _check_writable(picture.mode, fmt, output)
+    for other, what in ((job.input, "input"), (job.compare, "figure")):
+        if other is not None and _same_file(output, other):
+            msg = f"output {output!r} is the same file as the {what}"
+            raise ImageCLIError(msg)
+    if (
+        job.input is not None
+        and job.compare is not None
+        and _same_file(job.compare, job.input)
+    ):
+        msg = f"figure {job.compare!r} is the same file as the input"
+        raise ImageCLIError(msg)
+    try:
+        pooled = pool_pixels(
+            picture.pixels,
+            job.op,
+            job.kernel,
+            job.stride,
+            job.padding,
+            ceil_mode=job.ceil_mode,
+            norm_type=job.norm_type,
+        )
+    except (ValueError, TypeError) as exc:  # ndpool's argument checks
+        msg = f"cannot pool the {picture.describe()} image: {_one_line(exc)}"
+        raise ImageCLIError(msg) from None
+    image = _to_pil(pooled, picture.mode)
+    lines = [
+        f"{picture.name} ({picture.describe()}) -> {_what(job, short=False)} "
+        f"-> {output} ({picture.describe(pooled)}, {fmt})"
+    ]
+    writes = [(output, _image_writer(image, fmt, picture.info), "output", fmt)]
+    if job.compare is not None:
+        fig_fmt = _figure_format(job.compare)
+        writer = _figure_writer(picture, pooled, f"ndpool {_what(job)}", fig_fmt)
+        writes.append((job.compare, writer, "figure", fig_fmt))
+        lines.append(f"comparison figure -> {job.compare}")
+    with contextlib.ExitStack() as stack:
+        staged = [
+            (stack.enter_context(_staged(path, write, kind, f)), path, kind)
+            for path, write, kind, f in writes
+        ]
+        done: list[str] = []
+        for tmp, path, kind in staged:
+            try:
+                _commit(tmp, path, job.force, kind)
+            except ImageCLIError:
+                if not job.force:  # all or nothing: undo what this run created
+                    for created in done:
+                        with contextlib.suppress(OSError):
+                            os.unlink(created)
+                raise
+            done.append(path)
+    lines.extend(f"note: {note}" for note in picture.notes)
+    return lines
