@@ -8,6 +8,7 @@ array([[[ 6,  8],
 
 from __future__ import annotations
 
+from ._threads import get_num_threads, set_num_threads
 from .functional import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -30,6 +31,7 @@ from .functional import (
     max_unpool2d,
     max_unpool3d,
 )
+from .grad import vjp
 from .pooling import global_avg_pool, global_lp_pool, global_max_pool, pool
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "avg_pool3d",
     "fractional_max_pool2d",
     "fractional_max_pool3d",
+    "get_num_threads",
     "global_avg_pool",
     "global_lp_pool",
     "global_max_pool",
@@ -60,4 +63,6 @@ __all__ = [
     "max_unpool2d",
     "max_unpool3d",
     "pool",
+    "set_num_threads",
+    "vjp",
 ]

@@ -20,13 +20,17 @@ input), and are divided by per-axis window counts multiplied together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import AxisPlan, Geometry
+from ._geometry import AxisPlan, Geometry, IntArray
+from ._threads import executor, get_num_threads
 
 __all__ = ["Reduction", "pool_core", "unpool_core"]
 
@@ -45,21 +49,159 @@ class Reduction:
     dtype: np.dtype[Any] | None = None  # requested output dtype
 
 
+def is_dask(x: object) -> bool:
+    """True for a dask.array.Array, without importing Dask."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "dask")
+
+
 def pool_core(
     x: Array, geom: Geometry, red: Reduction, *, return_indices: bool = False
 ) -> Array | tuple[Array, Array]:
-    """Pool ``x`` over ``geom``'s windows; see module docstring."""
+    """Pool ``x`` over ``geom``'s windows; see module docstring.
+
+    Large inputs are cut along one batch (non-pooled) axis into blocks of
+    about ``BLOCK_BYTES`` (so a block's intermediates stay in cache) and the
+    blocks are shared out over the threads of ``_threads``. The cut depends
+    only on the input's shape and every block runs the same code on its own
+    cells, so the result never depends on the thread count.
+    """
+    arr: Any = x  # a Dask or Array-API array goes to its own executor
+    if not isinstance(arr, np.ndarray):
+        if is_dask(arr):
+            from ._dask import pool_dask
+
+            return pool_dask(arr, geom, red, return_indices)
+        from ._xp import pool_xp
+
+        return pool_xp(arr, geom, red, return_indices)  # type: ignore[no-any-return]
+    cut = _blocks(x, geom)
+    if cut is None:
+        return _pool_block(x, geom, red, return_indices)
+    axis, bounds = cut
+    # the dtypes of the results, from an empty block
+    probe = _pool_block(
+        _along_slice(x, axis, 0, 0), _batch_slice(geom, axis, 0, 0), red, return_indices
+    )
+    kinds = probe if isinstance(probe, tuple) else (probe,)
+    outs = tuple(np.empty(geom.out_shape, dtype=p.dtype) for p in kinds)
+    uniform = not any(_varies_along(p, geom, axis) for p in geom.plans)
+    subs: dict[int, Geometry] = {}
+
+    def run(group: Sequence[tuple[int, int]]) -> None:
+        for lo, hi in group:
+            if uniform:  # shared by every block of the same length
+                sub = subs.get(hi - lo)
+                if sub is None:
+                    sub = subs[hi - lo] = _batch_slice(geom, axis, lo, hi)
+            else:
+                sub = _batch_slice(geom, axis, lo, hi)
+            res = _pool_block(_along_slice(x, axis, lo, hi), sub, red, return_indices)
+            for out, r in zip(
+                outs, res if isinstance(res, tuple) else (res,), strict=True
+            ):
+                out[_index(x.ndim, axis, slice(lo, hi))] = r
+
+    threads = min(get_num_threads(), len(bounds))
+    if threads < 2:
+        run(bounds)
+    else:
+        edges = [len(bounds) * i // threads for i in range(threads + 1)]
+        pool = executor(threads)
+        futures = [pool.submit(run, bounds[a:b]) for a, b in itertools.pairwise(edges)]
+        for f in futures:
+            f.result()
+    return outs if return_indices else outs[0]  # type: ignore[return-value]
+
+
+#: input bytes per block: a block's intermediates stay in the L2/L3 caches
+BLOCK_BYTES = 1 << 21
+
+
+def _blocks(x: Array, geom: Geometry) -> tuple[int, list[tuple[int, int]]] | None:
+    """(axis, [(lo, hi), ...]): the batch cut into blocks, or None (one block).
+
+    Prefers a batch axis outside every pooled axis (so blocks are big
+    contiguous runs), the outermost whose single slice fits in a block.
+    """
+    if x.nbytes < 2 * BLOCK_BYTES or all(_whole(p) for p in geom.plans):
+        return None  # small, or a global reduction (no intermediates to cache)
+    pooled = set(geom.axes)
+    batch = [a for a in range(x.ndim) if a not in pooled and x.shape[a] > 1]
+    outer = [a for a in batch if a < min(pooled)]
+    candidates = outer or batch
+    if not candidates:
+        return None
+    axis = next(
+        (a for a in candidates if x.nbytes // x.shape[a] <= BLOCK_BYTES),
+        max(candidates, key=lambda a: x.shape[a]),
+    )
+    length = x.shape[axis]
+    step = max(1, BLOCK_BYTES // (x.nbytes // length))
+    edges = [*range(0, length, step), length]
+    return axis, list(itertools.pairwise(edges))
+
+
+def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axis] = sl
+    return tuple(index)
+
+
+def _along_slice(x: Array, axis: int, lo: int, hi: int) -> Array:
+    return x[_index(x.ndim, axis, slice(lo, hi))]
+
+
+def _varies_along(plan: AxisPlan, geom: Geometry, axis: int) -> bool:
+    """Whether the plan's windows differ between planes along ``axis``."""
+    s = plan.starts
+    return s is not None and s.ndim == geom.ndim and s.shape[axis] > 1
+
+
+def _batch_slice(geom: Geometry, axis: int, lo: int, hi: int) -> Geometry:
+    """``geom`` restricted to ``lo:hi`` along the batch axis ``axis``."""
+
+    def cut(a: IntArray | None) -> IntArray | None:
+        if a is None or a.ndim != geom.ndim or a.shape[axis] == 1:
+            return a
+        return a[_index(a.ndim, axis, slice(lo, hi))]
+
+    plans = tuple(
+        replace(
+            p,
+            starts=cut(p.starts),
+            ends=cut(p.ends),
+            count_valid=cut(p.count_valid),
+            count_padded=cut(p.count_padded),
+        )
+        if _varies_along(p, geom, axis)
+        else p
+        for p in geom.plans
+    )
+    shape, out_shape = list(geom.shape), list(geom.out_shape)
+    shape[axis] = out_shape[axis] = hi - lo
+    return Geometry(shape=tuple(shape), plans=plans, out_shape=tuple(out_shape))
+
+
+def _pool_block(
+    x: Array, geom: Geometry, red: Reduction, return_indices: bool
+) -> Array | tuple[Array, Array]:
+    """Pool one block (the whole input, or one slice of the batch)."""
     if red.op in ("max", "min"):
-        values, codes = _compare(x, geom, red.op, red.nan_omit, return_indices)
-        values = _cast(values, red.dtype)
+        omit = red.nan_omit and x.dtype.kind == "f"
         if return_indices:
-            return values, _flat_indices(codes, geom)
-        return values
+            values, flat = _track(x, geom, red.op, omit)
+            return _cast(values, red.dtype), flat
+        return _cast(_extreme(x, geom, red.op, omit), red.dtype)
     if red.op == "lp" and red.norm_type == np.inf:
-        mag = np.abs(x)
-        values, _ = _compare(mag, geom, "max", red.nan_omit, False)
-        return _cast(values, red.dtype)
-    return _cast(_summed(x, geom, red), red.dtype)
+        omit = red.nan_omit and x.dtype.kind == "f"
+        # integers: float64 like every Lp of integers (and no abs overflow)
+        mag = np.abs(x if x.dtype.kind == "f" else x.astype(np.float64))
+        return _cast(_extreme(mag, geom, "max", omit), red.dtype)
+    out_dtype = red.dtype
+    if out_dtype is None and x.dtype.kind == "f":
+        out_dtype = x.dtype  # float16 sums in float32 but keeps its dtype
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as torch
+        return _cast(_summed(x, geom, red), out_dtype)
 
 
 # --------------------------------------------------------------------------
@@ -84,79 +226,149 @@ def _code_dtype(taps: int) -> np.dtype[Any]:
     return np.dtype(np.int64)
 
 
-def _compare(
-    x: Array, geom: Geometry, op: str, omit: bool, track: bool
-) -> tuple[Array, dict[int, Array]]:
-    omit = omit and x.dtype.kind == "f"
+def _folds(op: str, omit: bool) -> tuple[np.ufunc, np.ufunc]:
+    """(fold, better): the running max/min and the strict "replaces" test."""
+    if op == "max":
+        return (np.fmax if omit else np.maximum), np.greater
+    return (np.fmin if omit else np.minimum), np.less
+
+
+def _extreme(x: Array, geom: Geometry, op: str, omit: bool) -> Array:
+    """Max or min values only: any tap order gives the same result, so the
+    passes run from the outermost pooled axis in (whole rows first)."""
+    fold, _ = _folds(op, omit)
     fill = _fill_value(x.dtype, op, omit)
-    cur = _pad(x, geom, fill)
-    codes: dict[int, Array] = {}
-    for plan in reversed(geom.plans):
-        cur, codes = _compare_pass(cur, codes, plan, geom, op, omit, track, fill)
-    return cur, codes
+    return _fold_all(x, geom, fold, fill, x.dtype, geom.plans)
 
 
-def _compare_pass(
-    src: Array,
-    codes: dict[int, Array],
-    plan: AxisPlan,
+def _track(x: Array, geom: Geometry, op: str, omit: bool) -> tuple[Array, Array]:
+    """Max or min with the int64 flat index of the winner.
+
+    One loop over every tap of the whole window, in row-major order (the
+    Cartesian product of the per-axis taps, ascending axes), keeping the
+    running value and the *rank* of the winning tap. A tap replaces only on
+    a strictly better value (ties: first in row-major order) or, with
+    ``propagate``, on a NaN (the last NaN wins); with ``omit`` a real value
+    replaces a NaN. Since ranks only grow, "set the rank where replaced" is
+    ``rank = max(rank, replaced * r)``: two small-integer ufuncs, no
+    masked copy. The ranks become flat indices once, at the end.
+    """
+    fold, better = _folds(op, omit)
+    fill = _fill_value(x.dtype, op, omit)
+    # without NaN the rule is just "strictly better"; with propagate a NaN
+    # anywhere in a window makes its value NaN, and the block is redone
+    values, rank = _track_loop(x, geom, fold, better, fill, "omit" if omit else "none")
+    if not omit and x.dtype.kind == "f" and np.isnan(values).any():
+        values, rank = _track_loop(x, geom, fold, better, fill, "propagate")
+    return values, _flat_indices(rank, geom)
+
+
+def _track_loop(
+    x: Array,
     geom: Geometry,
-    op: str,
-    omit: bool,
-    track: bool,
+    fold: np.ufunc,
+    better: np.ufunc,
     fill: Any,
-) -> tuple[Array, dict[int, Array]]:
-    a = plan.axis
-    fold: np.ufunc
-    if omit:
-        fold = np.fmax if op == "max" else np.fmin
-    else:
-        fold = np.maximum if op == "max" else np.minimum
-    if plan.full_axis and not track:
-        return fold.reduce(src, axis=a, keepdims=True), codes
-    shape = list(src.shape)
-    shape[a] = plan.out
-    out = np.full(shape, fill, dtype=src.dtype)
-    if not track:
-        for j in range(plan.taps):
-            fold(out, _tap(src, plan, j), out=out)
-        return out, codes
-
-    assert plan.first_tap is not None
-    code = np.empty(shape, dtype=_code_dtype(plan.taps))
-    code[...] = geom.along(plan, plan.first_tap)
-    carried = {}
-    for b, c in codes.items():
-        other = geom.plans[geom.axes.index(b)]
-        assert other.first_tap is not None
-        carried[b] = np.empty(shape, dtype=c.dtype)
-        carried[b][...] = geom.along(other, other.first_tap)
-    better = np.greater if op == "max" else np.less
-    is_float = src.dtype.kind == "f"
-    mask = np.empty(shape, dtype=bool)
-    for j in range(plan.taps):
-        v = _tap(src, plan, j)
-        better(v, out, out=mask)
-        if is_float:
-            if omit:  # a real value replaces the NaN start
-                mask |= np.isnan(out) & ~np.isnan(v)
-            else:  # any NaN replaces: the last NaN wins
-                mask |= np.isnan(v)
-        np.copyto(out, v, where=mask)
-        np.copyto(code, j, where=mask, casting="unsafe")
-        for b, c in codes.items():
-            np.copyto(carried[b], _tap(c, plan, j), where=mask)
-    carried[a] = code
-    return out, carried
+    nan_rule: str,
+) -> tuple[Array, Array]:
+    taps = [p.taps for p in geom.plans]
+    code_t = _code_dtype(math.prod(taps))
+    values = np.full(geom.out_shape, fill, dtype=x.dtype)
+    rank = np.zeros(geom.out_shape, dtype=code_t)
+    for p, weight in zip(
+        geom.plans, _weights(taps), strict=True
+    ):  # rank of the first valid tap
+        assert p.first_tap is not None
+        rank += geom.along(p, p.first_tap * weight).astype(code_t)
+    mask = np.empty(geom.out_shape, dtype=bool)
+    scratch = np.empty(geom.out_shape, dtype=code_t)
+    for r, v, region in _window_taps(x, geom):
+        out, m, c, s = values[region], mask[region], rank[region], scratch[region]
+        better(v, out, out=m)
+        if nan_rule == "propagate":
+            m |= np.isnan(v)
+        elif nan_rule == "omit":
+            m |= np.isnan(out) & ~np.isnan(v)
+        fold(out, v, out=out)
+        np.multiply(m, r, out=s, dtype=code_t)
+        np.maximum(c, s, out=c)
+    return values, rank
 
 
-def _flat_indices(codes: dict[int, Array], geom: Geometry) -> Array:
-    """Row-major flat index over the pooled axes (ascending), int64."""
+def _weights(taps: Sequence[int]) -> list[int]:
+    """Row-major strides of a tap rank over the per-axis tap counts."""
+    weights, w = [], 1
+    for t in reversed(taps):
+        weights.append(w)
+        w *= t
+    return weights[::-1]
+
+
+def _window_taps(
+    src: Array, geom: Geometry
+) -> Iterator[tuple[int, Array, tuple[slice, ...]]]:
+    """(rank, cells, output region) of every tap of the whole window.
+
+    Regular taps are clipped views (the windows ``region`` whose tap lies in
+    the input); irregular ones are gathers, gathered once per outer tap.
+    """
+
+    def walk(
+        k: int, view: Array, region: list[slice], rank: int
+    ) -> Iterator[tuple[int, Array, tuple[slice, ...]]]:
+        if k == len(geom.plans):
+            yield rank, view, tuple(region)
+            return
+        p = geom.plans[k]
+        for j in range(p.taps):
+            cells, span = _axis_tap(view, p, j)
+            if cells is None:
+                continue
+            sub = list(region)
+            sub[p.axis] = span
+            yield from walk(k + 1, cells, sub, rank * p.taps + j)
+
+    return walk(0, src, [slice(None)] * src.ndim, 0)
+
+
+def _axis_tap(src: Array, plan: AxisPlan, j: int) -> tuple[Array | None, slice]:
+    """Tap j along ``plan.axis``: (cells or None if no window has it, windows)."""
+    if plan.regular:
+        first, stop, cells = plan.tap_span(j)
+        if stop <= first:
+            return None, slice(0, 0)
+        return src[_index(src.ndim, plan.axis, cells)], slice(first, stop)
+    idx = plan.tap_index(j)
+    if idx.ndim == 1:
+        return np.take(src, idx, axis=plan.axis), slice(None)
+    return np.take_along_axis(src, idx, axis=plan.axis), slice(None)
+
+
+def _flat_indices(rank: Array, geom: Geometry) -> Array:
+    """Row-major flat index over the pooled axes (ascending), int64.
+
+    For regular windows the index is (window origin) + (a table lookup of
+    the tap's offset), two int64 passes; irregular windows decode each
+    axis' tap and clip it into its window.
+    """
+    steps = _weights([p.index_length for p in geom.plans])
+    weights = _weights([p.taps for p in geom.plans])
+    if all(p.regular for p in geom.plans):
+        table = np.zeros(1, dtype=np.int64)
+        origin: Array = np.zeros((1,) * geom.ndim, dtype=np.int64)
+        for p, step in zip(geom.plans, steps, strict=True):
+            offs = np.arange(p.taps, dtype=np.int64) * (p.dilation * step)
+            table = (table[:, None] + offs[None, :]).reshape(-1)
+            i = np.arange(p.out, dtype=np.int64)
+            first = i * p.stride - p.pad_before + p.origin
+            origin = origin + geom.along(p, first * step)
+        flat = np.take(table, rank)
+        flat += origin
+        return flat
     flat = np.zeros(geom.out_shape, dtype=np.int64)
-    step = 1
-    for plan in reversed(geom.plans):
-        flat += plan.positions(codes[plan.axis], geom.ndim) * step
-        step *= plan.length
+    for p, step, weight in zip(geom.plans, steps, weights, strict=True):
+        code = (rank // weight) % p.taps
+        flat += (p.positions(code, geom.ndim) + p.origin) * step
     return flat
 
 
@@ -225,57 +437,116 @@ def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
 
 
 def _sum_all(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
-    cur = _pad(x, geom, 0)
-    for plan in reversed(geom.plans):
-        cur = _sum_pass(cur, plan, geom, acc)
+    """Window sums; the passes run from the innermost pooled axis out."""
+    return _fold_all(x, geom, np.add, 0, acc, reversed(geom.plans))
+
+
+def _fold_all(
+    x: Array,
+    geom: Geometry,
+    fold: np.ufunc,
+    fill: Any,
+    acc: np.dtype[Any],
+    order: Iterable[AxisPlan],
+) -> Array:
+    """Fold every window of ``x`` with ``fold``, one pooled axis per pass."""
+    plans = list(order)
+    if fold is np.add and plans and all(_whole(p) for p in plans):
+        return _global_sum(x, geom, acc)
+    cur = x
+    for plan in plans:
+        cur = _fold_pass(cur, plan, fold, fill, acc)
+    if cur is x:
+        cur = x.astype(acc, copy=True)
     return cur
 
 
-def _sum_pass(src: Array, plan: AxisPlan, geom: Geometry, acc: np.dtype[Any]) -> Array:
+def _whole(plan: AxisPlan) -> bool:
+    """One window spanning the whole axis."""
+    return plan.full_axis
+
+
+def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
+    """Sum over whole axes: the window cells become the rows of a matrix
+    (a free view for trailing axes of a contiguous array, one copy
+    otherwise) summed by one einsum, so every layout sums in the same order.
+    """
+    pooled = geom.axes
+    batch = [a for a in range(x.ndim) if a not in pooled]
+    rows = np.ascontiguousarray(np.transpose(x, [*batch, *pooled]))
+    cells = math.prod(x.shape[a] for a in pooled)
+    total = np.einsum("ij->i", rows.reshape(-1, cells), dtype=acc, casting="unsafe")
+    return np.asarray(total).reshape(geom.out_shape)
+
+
+def _fold_pass(
+    src: Array, plan: AxisPlan, fold: np.ufunc, fill: Any, acc: np.dtype[Any]
+) -> Array:
+    """Fold the taps of one axis: two taps every window has initialise the
+    output (no fill pass), the others fold in place on the windows whose tap
+    lies inside the input (no padded copy)."""
     a = plan.axis
-    if plan.full_axis:
-        return np.asarray(np.sum(src, axis=a, keepdims=True, dtype=acc))
+    if _whole(plan):
+        with np.errstate(invalid="ignore"):  # a NaN is a value here, not an error
+            return np.asarray(fold.reduce(src, axis=a, keepdims=True, dtype=acc))
     shape = list(src.shape)
     shape[a] = plan.out
-    out = np.zeros(shape, dtype=acc)
-    for j in range(plan.taps):
-        v = _tap(src, plan, j)
-        if not plan.regular:
+    out = np.empty(shape, dtype=acc)
+
+    def region(span: slice) -> tuple[slice, ...]:
+        return _index(src.ndim, a, span)
+
+    def cells(j: int) -> Array:
+        v, _ = _axis_tap(src, plan, j)
+        assert v is not None
+        if fold is np.add and not plan.regular:  # clipped taps repeat a cell
             valid = plan.tap_valid(j)
-            if valid.ndim == 1:
-                valid = geom.along(plan, valid)
             if not valid.all():
-                v = np.where(valid, v, 0)
-        np.add(out, v, out=out)
+                v = np.where(
+                    valid if valid.ndim != 1 else _along(valid, a, src.ndim), v, 0
+                )
+        return v
+
+    spans = []  # (tap, windows that have it)
+    for j in range(plan.taps):
+        first, stop = plan.tap_span(j)[:2] if plan.regular else (0, plan.out)
+        if stop > first:
+            spans.append((j, slice(first, stop)))
+    full = [t for t in spans if t[1] == slice(0, plan.out)]
+    if not full:
+        out.fill(fill)
+    else:
+        spans.remove(full[0])
+        base = cells(full[0][0])
+        if not spans:
+            np.copyto(out, base, casting="unsafe")
+        else:
+            second = full[1] if len(full) > 1 else spans[0]
+            spans.remove(second)
+            span = second[1]
+            fold(base[region(span)], cells(second[0]), out=out[region(span)], dtype=acc)
+            for edge in _outside(span, plan.out):
+                np.copyto(out[region(edge)], base[region(edge)], casting="unsafe")
+    for j, span in spans:
+        fold(out[region(span)], cells(j), out=out[region(span)], dtype=acc)
     return out
+
+
+def _outside(span: slice, n: int) -> list[slice]:
+    """The parts of ``0:n`` outside ``span``."""
+    lo = 0 if span.start is None else int(span.start)
+    hi = n if span.stop is None else int(span.stop)
+    return [s for s in (slice(0, lo), slice(hi, n)) if s.stop > s.start]
+
+
+def _along(values: Array, axis: int, ndim: int) -> Array:
+    shape = [1] * ndim
+    shape[axis] = values.shape[0]
+    return values.reshape(shape)
 
 
 # --------------------------------------------------------------------------
 # shared helpers
-
-
-def _pad(x: Array, geom: Geometry, fill: Any) -> Array:
-    widths = [(0, 0)] * x.ndim
-    any_pad = False
-    for p in geom.plans:
-        if p.regular and (p.lo or p.hi):
-            widths[p.axis] = (p.lo, p.hi)
-            any_pad = True
-    if not any_pad:
-        return x
-    return np.pad(x, widths, mode="constant", constant_values=fill)
-
-
-def _tap(src: Array, plan: AxisPlan, j: int) -> Array:
-    """The cells tap j of every window reads, laid out like the output."""
-    if plan.regular:
-        index: list[slice] = [slice(None)] * src.ndim
-        index[plan.axis] = plan.tap_slice(j)
-        return src[tuple(index)]
-    idx = plan.tap_index(j)
-    if idx.ndim == 1:
-        return np.take(src, idx, axis=plan.axis)
-    return np.take_along_axis(src, idx, axis=plan.axis)
 
 
 def _cast(values: Array, dtype: np.dtype[Any] | None) -> Array:
@@ -288,6 +559,10 @@ def _cast(values: Array, dtype: np.dtype[Any] | None) -> Array:
         with np.errstate(invalid="ignore"):
             rounded = np.clip(np.rint(values), info.min, info.max)
         return np.asarray(np.nan_to_num(rounded, nan=0).astype(dtype))
+    if dtype.kind in "iu" and values.dtype.kind in "iu":  # saturate, never wrap
+        src, dst = np.iinfo(values.dtype), np.iinfo(dtype)
+        lo, hi = max(src.min, dst.min), min(src.max, dst.max)
+        return np.asarray(np.clip(values, lo, hi).astype(dtype))
     return values.astype(dtype)
 
 
@@ -306,9 +581,10 @@ def unpool_core(
     batch_shape = xt.shape[: x.ndim - nd]
     plane = int(np.prod(out_sizes, dtype=np.int64))
     n_batch = int(np.prod(batch_shape, dtype=np.int64))
-    x2 = xt.reshape(n_batch, -1)
-    i2 = it.reshape(n_batch, -1)
-    if i2.size:
+    cells = int(np.prod(xt.shape[x.ndim - nd :], dtype=np.int64))
+    x2 = xt.reshape(n_batch, cells)  # not -1: n_batch may be 0
+    i2 = it.reshape(n_batch, cells)
+    if i2.size and plane:  # as PyTorch: an empty output checks no index
         lo, hi = int(i2.min()), int(i2.max())
         if lo < 0 or hi >= plane:
             bad = lo if lo < 0 else hi
@@ -319,6 +595,7 @@ def unpool_core(
             )
             raise ValueError(msg)
     flat = np.zeros((n_batch, plane), dtype=x.dtype)
-    flat[np.arange(n_batch)[:, None], i2] = x2
+    if plane:
+        flat[np.arange(n_batch)[:, None], i2] = x2
     out = flat.reshape(batch_shape + tuple(out_sizes))
     return np.ascontiguousarray(np.transpose(out, np.argsort(order)))

@@ -1,0 +1,126 @@
+"""How many threads the compute core may use, and the pool that runs them.
+
+The count is, in order of precedence: the value given to
+:func:`set_num_threads`, the ``NDPOOL_NUM_THREADS`` environment variable
+(read when first needed), or every core this process may run on. NumPy's
+ufuncs release the GIL, so threads that each pool a slice of the batch run
+in parallel; results never depend on the count.
+
+>>> import ndpool
+>>> with ndpool.set_num_threads(1):
+...     ndpool.get_num_threads()
+1
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+__all__ = ["executor", "get_num_threads", "set_num_threads"]
+
+ENV_VAR = "NDPOOL_NUM_THREADS"
+
+_lock = threading.Lock()
+_requested: int | None = None  # set_num_threads; None: env var or all cores
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _check(n: object, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        msg = f"{name} must be a positive int, got {n!r} of type {type(n).__name__}"
+        raise TypeError(msg)
+    if n < 1:
+        msg = f"{name}={n} must be a positive int (1 = single-threaded)"
+        raise ValueError(msg)
+    return n
+
+
+def _available_cores() -> int:
+    count = getattr(os, "process_cpu_count", None)  # Python >= 3.13
+    if count is not None:
+        return int(count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _from_env() -> int | None:
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        msg = f"{ENV_VAR}={raw!r} must be a positive int"
+        raise ValueError(msg) from None
+    return _check(value, ENV_VAR)
+
+
+def get_num_threads() -> int:
+    """The number of threads large pooling calls split their work over.
+
+    Examples
+    --------
+    >>> import ndpool
+    >>> ndpool.get_num_threads() >= 1
+    True
+    """
+    if _requested is not None:
+        return _requested
+    env = _from_env()
+    return env if env is not None else _available_cores()
+
+
+class set_num_threads:
+    """Set the thread count; as a context manager, restore it on exit.
+
+    Parameters
+    ----------
+    n : int
+        Threads to use (``1``: single-threaded), at least 1.
+
+    Examples
+    --------
+    >>> import ndpool
+    >>> before = ndpool.get_num_threads()
+    >>> with ndpool.set_num_threads(2):
+    ...     ndpool.get_num_threads()
+    2
+    >>> ndpool.get_num_threads() == before
+    True
+    """
+
+    def __init__(self, n: int) -> None:
+        global _requested
+        value = _check(n, "n")
+        self._previous = _requested
+        _requested = value
+
+    def __enter__(self) -> set_num_threads:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _requested
+        _requested = self._previous
+
+
+def executor(workers: int) -> ThreadPoolExecutor:
+    """A shared pool with at least ``workers`` threads (grown on demand)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="ndpool")
+            _pool_size = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool

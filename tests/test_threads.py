@@ -1,0 +1,189 @@
+"""Thread count: the API, the environment variable, and results that do not
+depend on it (every op, with uneven splits of the batch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ndpool
+import ndpool.functional as F
+from ndpool import _core
+
+Call = Callable[[np.ndarray], Any]
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few KiB, so small test inputs are split and threaded."""
+    monkeypatch.setattr(_core, "BLOCK_BYTES", 4096)
+
+
+def _x(shape: tuple[int, ...], dtype: Any = np.float32, nan: float = 0.0) -> Any:
+    rng = np.random.default_rng(3)
+    x = rng.integers(-4, 4, size=shape).astype(dtype)  # many ties
+    if nan:
+        x[rng.random(shape) < nan] = np.nan
+    return x
+
+
+def _samples(n: int, c: int, nd: int, dtype: Any = np.float32) -> Any:
+    return np.random.default_rng(4).random((n, c, nd)).astype(dtype)
+
+
+CALLS: dict[str, Call] = {
+    "max": lambda x: F.max_pool2d(x, 3, 2, 1),
+    "max_idx": lambda x: F.max_pool2d(x, 3, 2, 1, return_indices=True),
+    "max_dil_ceil": lambda x: F.max_pool2d(x, 2, 2, 1, 2, True, True),
+    "min_omit": lambda x: ndpool.pool(
+        x, (2, 3), op="min", nan_policy="omit", return_indices=True
+    ),
+    "max_omit": lambda x: F.max_pool2d(x, 2, nan_policy="omit"),
+    "avg": lambda x: F.avg_pool2d(x, 3, 1, 1),
+    "avg_nopad": lambda x: F.avg_pool2d(x, 3, 2, 1, True, False),
+    "avg_omit": lambda x: F.avg_pool2d(x, 2, nan_policy="omit"),
+    "lp": lambda x: F.lp_pool2d(np.abs(x), 2.5, 2),
+    "adaptive_avg": lambda x: F.adaptive_avg_pool2d(x, (5, 3)),
+    "adaptive_avg_even": lambda x: F.adaptive_avg_pool2d(x, (6, 1)),
+    "adaptive_max": lambda x: F.adaptive_max_pool2d(x, (5, 4), True),
+    "global_avg": lambda x: ndpool.global_avg_pool(x),
+    "global_max": lambda x: ndpool.global_max_pool(x),
+    "fractional": lambda x: F.fractional_max_pool2d(
+        x,
+        2,
+        (5, 4),
+        return_indices=True,
+        _random_samples=_samples(*x.shape[:2], 2, x.dtype),
+    ),
+    "max_last": lambda x: F.max_pool2d(
+        np.ascontiguousarray(np.moveaxis(x, 1, -1)),
+        3,
+        2,
+        1,
+        return_indices=True,
+        data_format="channels_last",
+    ),
+    "avg_last": lambda x: F.avg_pool2d(
+        np.ascontiguousarray(np.moveaxis(x, 1, -1)), 2, data_format="channels_last"
+    ),
+    "max3d": lambda x: F.max_pool3d(x.reshape(x.shape[0], 1, *x.shape[1:]), 2, 1),
+}
+
+
+def _as_tuple(r: Any) -> tuple[Any, ...]:
+    return r if isinstance(r, tuple) else (r,)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@pytest.mark.parametrize("n", [1, 5, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_result_any_thread_count(name: str, n: int, dtype: Any) -> None:
+    x = _x((n, 3, 12, 11), dtype, nan=0.05 if "omit" in name else 0.0)
+    with ndpool.set_num_threads(1):
+        want = _as_tuple(CALLS[name](x))
+    for threads in (2, 3, 5):
+        with ndpool.set_num_threads(threads):
+            got = _as_tuple(CALLS[name](x))
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w, err_msg=f"{name}, {threads} threads")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_nan_and_ints_match_torch(threads: int) -> None:
+    torch = pytest.importorskip("torch")
+    x = _x((7, 3, 10, 9), nan=0.1)
+    xu = _x((5, 2, 10, 9), np.uint8)
+    with ndpool.set_num_threads(threads):
+        out, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        u = F.max_pool2d(xu, 2)
+    ro, ri = torch.nn.functional.max_pool2d(
+        torch.from_numpy(x), 3, 2, 1, return_indices=True
+    )
+    np.testing.assert_array_equal(out, ro.numpy())
+    np.testing.assert_array_equal(idx, ri.numpy())
+    np.testing.assert_array_equal(
+        u, torch.nn.functional.max_pool2d(torch.from_numpy(xu), 2).numpy()
+    )
+
+
+def test_set_get_and_context_manager() -> None:
+    before = ndpool.get_num_threads()
+    assert before >= 1
+    with ndpool.set_num_threads(3) as ctx:
+        assert ndpool.get_num_threads() == 3
+        with ndpool.set_num_threads(1):
+            assert ndpool.get_num_threads() == 1
+        assert ndpool.get_num_threads() == 3
+    assert ctx is not None
+    assert ndpool.get_num_threads() == before
+    ndpool.set_num_threads(2)  # a plain call sets it until changed
+    try:
+        assert ndpool.get_num_threads() == 2
+    finally:
+        ndpool.set_num_threads(before)
+
+
+def test_context_manager_restores_after_error() -> None:
+    before = ndpool.get_num_threads()
+    with pytest.raises(RuntimeError), ndpool.set_num_threads(4):
+        raise RuntimeError
+    assert ndpool.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_invalid_count(bad: int) -> None:
+    before = ndpool.get_num_threads()
+    with pytest.raises(ValueError, match=rf"n={bad}"):
+        ndpool.set_num_threads(bad)
+    with pytest.raises(TypeError, match="n must be a positive int"):
+        ndpool.set_num_threads(1.5)  # type: ignore[arg-type]
+    assert ndpool.get_num_threads() == before
+
+
+def _run(code: str, env_value: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("NDPOOL_NUM_THREADS", None)
+    if env_value is not None:
+        env["NDPOOL_NUM_THREADS"] = env_value
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+
+
+def test_env_var_honoured() -> None:
+    code = "import ndpool; print(ndpool.get_num_threads())"
+    assert _run(code, "3").stdout.strip() == "3"
+    default = _run(code, None).stdout.strip()
+    assert int(default) >= 1
+    if hasattr(os, "sched_getaffinity"):
+        assert int(default) == len(os.sched_getaffinity(0))
+    # set_num_threads wins over the environment variable
+    both = "import ndpool; ndpool.set_num_threads(2); print(ndpool.get_num_threads())"
+    assert _run(both, "3").stdout.strip() == "2"
+
+
+def test_env_var_invalid() -> None:
+    code = "import ndpool; ndpool.get_num_threads()"
+    res = _run(code, "zero")
+    assert res.returncode != 0
+    assert "NDPOOL_NUM_THREADS" in res.stderr
+    assert "NDPOOL_NUM_THREADS=0" in _run(code, "0").stderr
+
+
+def test_small_inputs_stay_single_threaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_core, "BLOCK_BYTES", 1 << 21)
+    assert _core._blocks(np.zeros((2, 3, 8, 8)), _geom((2, 3, 8, 8))) is None
+    assert _core._blocks(np.zeros((32, 64, 56, 56)), _geom((32, 64, 56, 56)))
+
+
+def _geom(shape: tuple[int, ...]) -> Any:
+    from ndpool._geometry import regular_geometry
+
+    return regular_geometry(shape, (2, 3), (2, 2), (2, 2), ((0, 0),) * 2, (1, 1), False)
