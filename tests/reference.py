@@ -166,6 +166,7 @@ def _extreme(cells, op, omit, dtype, per_axis, lengths):  # type: ignore[no-unty
         if not real:
             return np.nan, cells[0][0]
         cells = real
+        best_idx = cells[0][0]  # e.g. an all -inf window: its first real cell
     for i, v in cells:
         is_nan = dtype.kind == "f" and np.isnan(v)
         if is_nan or better(v, best):
@@ -180,7 +181,8 @@ def _summary(cells, op, omit, divisor, override, p, kvol, dtype):  # type: ignor
         if nan == len(values):
             return np.nan
         values = [v for v in values if not np.isnan(v)]
-        divisor -= nan
+        if op == "avg":  # as np.nanmean; Lp (incl. torch_lp) sums as np.nansum
+            divisor -= nan
     if op == "sum":
         if dtype.kind == "f":
             return math.fsum(float(v) for v in values) if values else 0.0
@@ -190,7 +192,9 @@ def _summary(cells, op, omit, divisor, override, p, kvol, dtype):  # type: ignor
         total = sum(vals)
         return total / (override if override is not None else divisor)
     if op == "lp":
-        if p == math.inf:
+        if p == math.inf:  # NaN propagates (omit has dropped NaN already)
+            if any(math.isnan(v) for v in vals):
+                return math.nan
             return max(abs(v) for v in vals)
         return sum(abs(v) ** p for v in vals) ** (1.0 / p)
     if op == "torch_lp":  # (k * mean(x**p)) ** (1/p), mean over the clipped window

@@ -27,7 +27,7 @@ import functools
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -179,6 +179,15 @@ class AxisPlan:
     #: (out,) cells of each window inside the padded input (PyTorch's
     #: count_include_pad divisor; a ceil_mode overhang does not count)
     count_padded: IntArray | None = None
+    #: index of this plan's cell 0 in the whole input, and the whole input's
+    #: length: flat indices are over the whole input (set by ``restrict``)
+    origin: int = 0
+    whole_length: int | None = None
+
+    @property
+    def index_length(self) -> int:
+        """The axis length flat indices are taken over."""
+        return self.length if self.whole_length is None else self.whole_length
 
     @property
     def full_axis(self) -> bool:
@@ -196,6 +205,26 @@ class AxisPlan:
         """Slice of a padded axis (length ``lo + length + hi``) read by tap j."""
         start = j * self.dilation
         return slice(start, start + (self.out - 1) * self.stride + 1, self.stride)
+
+    def tap_span(self, j: int) -> tuple[int, int, slice]:
+        """Regular tap j without padding: ``(first, stop, cells)``.
+
+        Windows ``first:stop`` are the ones whose tap j lies inside the
+        input, and ``cells`` slices the unpadded axis to exactly their cells
+        (windows outside that range see padding there).
+        """
+        start = j * self.dilation - self.pad_before
+        first = max(0, -(start // self.stride)) if start < 0 else 0
+        last = (self.length - 1 - start) // self.stride  # floor; may be < 0
+        stop = min(self.out, last + 1)
+        if stop <= first:
+            return 0, 0, slice(0, 0)
+        lo = start + first * self.stride
+        return (
+            first,
+            stop,
+            slice(lo, lo + (stop - first - 1) * self.stride + 1, self.stride),
+        )
 
     def tap_index(self, j: int) -> IntArray:
         """Irregular tap j: input position of every window (clipped)."""
@@ -224,6 +253,56 @@ class AxisPlan:
                 _along(ends, self.axis, ndim),
             )
         return np.minimum(starts + code, ends - 1)  # type: ignore[no-any-return]
+
+    def restrict(self, o0: int, o1: int, a: int, local_len: int) -> AxisPlan:
+        """This plan's windows ``[o0, o1)`` over input cells ``[a, a+local_len)``.
+
+        The cells must hold every real cell those windows read (the chunked
+        Dask path cuts them out of the whole input). Divisors and argmax
+        starts are the whole input's, and indices stay flat over the whole
+        input, so the pieces pool exactly as the whole would.
+        """
+        out = o1 - o0
+        assert self.first_tap is not None
+        assert self.count_valid is not None
+        assert self.count_padded is not None
+        first_tap = _frozen(np.array(self.first_tap[o0:o1]))
+        count_valid = _frozen(np.array(self.count_valid[o0:o1]))
+        count_padded = _frozen(np.array(self.count_padded[o0:o1]))
+        origin, whole = self.origin + a, self.index_length
+        if not self.regular:
+            assert self.starts is not None
+            assert self.ends is not None
+            assert self.starts.ndim == 1, "per-plane windows cannot be restricted"
+            return replace(
+                self,
+                length=local_len,
+                out=out,
+                starts=_frozen(self.starts[o0:o1] - a),
+                ends=_frozen(self.ends[o0:o1] - a),
+                first_tap=first_tap,
+                count_valid=count_valid,
+                count_padded=count_padded,
+                origin=origin,
+                whole_length=whole,
+            )
+        pb = self.pad_before - o0 * self.stride + a
+        last = (out - 1) * self.stride - pb + (self.taps - 1) * self.dilation
+        hi = max(0, last - (local_len - 1)) if out > 0 else 0
+        return replace(
+            self,
+            length=local_len,
+            out=out,
+            pad_before=pb,
+            pad_after=hi,
+            lo=pb,
+            hi=hi,
+            first_tap=first_tap,
+            count_valid=count_valid,
+            count_padded=count_padded,
+            origin=origin,
+            whole_length=whole,
+        )
 
 
 def _along(values: npt.NDArray[Any], axis: int, ndim: int) -> npt.NDArray[Any]:
@@ -468,6 +547,9 @@ def _irregular_axis(
 
 @functools.lru_cache(maxsize=256)
 def _adaptive_axis(axis: int, length: int, out: int, ndim: int) -> AxisPlan:
+    if 0 < out <= length and length % out == 0:  # equal windows: a regular plan
+        k = length // out
+        return _regular_axis(axis, length, k, k, 1, 0, 0, False)
     i = np.arange(out, dtype=np.int64)
     starts = (i * length) // out
     ends = ((i + 1) * length + out - 1) // out

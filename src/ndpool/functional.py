@@ -29,6 +29,7 @@ array([[ 0.,  0.,  0.,  0.],
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -43,6 +44,7 @@ from ._geometry import (
     check_positive,
     fractional_geometry,
 )
+from ._xp import host_dtype, namespace, to_host, unpool_xp
 from .pooling import (
     as_array,
     check_bool,
@@ -222,6 +224,8 @@ def _avg_pool(
     nan_policy: str,
 ) -> Array:
     arr, axes = _input(x, nd, f"avg_pool{nd}d", data_format)
+    if nd == 3:
+        _check_kernel_fits(arr, axes, kernel_size, "avg_pool3d")
     out = pool_windows(
         arr,
         axes,
@@ -235,7 +239,7 @@ def _avg_pool(
         nan_policy=nan_policy,
         allowed_lengths=(1, nd),
     )
-    assert isinstance(out, np.ndarray)
+    assert not isinstance(out, tuple)
     return out
 
 
@@ -321,7 +325,30 @@ def _lp_pool(
     data_format: str,
     nan_policy: str,
 ) -> Array:
-    arr, axes = _input(x, nd, f"lp_pool{nd}d", data_format)
+    name = f"lp_pool{nd}d"
+    arr, axes = _input(x, nd, name, data_format)
+    # PyTorch unpacks kernel_size itself: an int, or exactly nd ints (1-d: int)
+    if nd == 1 and not isinstance(kernel_size, (int, np.integer)):
+        msg = f"{name}: kernel_size must be an int, got {kernel_size!r}"
+        raise TypeError(msg)
+    as_int_tuple(kernel_size, nd, "kernel_size")
+    if isinstance(norm_type, (int, float)) and abs(norm_type) == math.inf:
+        # PyTorch: max_pool of |x| (inf) or -max_pool(-|x|) (-inf)
+        mag = np.abs(arr if arr.dtype.kind == "f" else arr.astype(np.float64))
+        out = pool_windows(
+            mag,
+            axes,
+            kernel_size,
+            op="max" if norm_type > 0 else "min",
+            stride=stride,
+            ceil_mode=ceil_mode,
+            nan_policy=nan_policy,
+            allowed_lengths=(1, nd),
+        )
+        assert not isinstance(out, tuple)
+        return out
+    if nd == 3:  # through avg_pool3d
+        _check_kernel_fits(arr, axes, kernel_size, name)
     out = pool_windows(
         arr,
         axes,
@@ -333,8 +360,24 @@ def _lp_pool(
         nan_policy=nan_policy,
         allowed_lengths=(1, nd),
     )
-    assert isinstance(out, np.ndarray)
+    assert not isinstance(out, tuple)
     return out
+
+
+def _check_kernel_fits(
+    arr: Array, axes: tuple[int, ...], kernel_size: object, name: str
+) -> None:
+    """PyTorch's avg_pool3d needs every unpadded spatial axis >= the kernel."""
+    kernel = as_int_tuple(kernel_size, 3, "kernel_size", allowed_lengths=(1, 3))
+    check_positive(kernel, "kernel_size")
+    for a, k in zip(axes, kernel, strict=True):
+        if arr.shape[a] < k:
+            msg = (
+                f"{name}: kernel_size={k} must be at most the input length "
+                f"{arr.shape[a]} (axis {a}), padding and ceil_mode aside, "
+                "as PyTorch's avg_pool3d requires"
+            )
+            raise ValueError(msg)
 
 
 def lp_pool1d(
@@ -407,16 +450,11 @@ def _output_size(
 ) -> tuple[int, ...]:
     """PyTorch's output_size: int or tuple, ``None`` keeps that axis."""
     nd = len(axes)
-    if output_size is None:
-        items: tuple[object, ...] = (None,) * nd
-    elif isinstance(output_size, (int, np.integer)) and not isinstance(
-        output_size, bool
-    ):
+    items: tuple[object, ...]
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
         items = (int(output_size),) * nd
     elif isinstance(output_size, Sequence) and not isinstance(output_size, str):
         items = tuple(output_size)
-        if len(items) == 1 and nd != 1:
-            items = items * nd
         if len(items) != nd:
             msg = (
                 f"{name}: output_size must be an int or have {nd} entries, "
@@ -428,11 +466,12 @@ def _output_size(
         raise TypeError(msg)
     sizes = []
     for a, item in zip(axes, items, strict=True):
-        if item is None:
+        if item is None and nd > 1:  # PyTorch's 1-d functions refuse None
             sizes.append(arr.shape[a])
             continue
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-            msg = f"{name}: output_size entries must be ints or None, got {item!r}"
+            allowed = "ints or None" if nd > 1 else "ints"
+            msg = f"{name}: output_size entries must be {allowed}, got {item!r}"
             raise TypeError(msg)
         if item < 0:
             msg = f"{name}: output_size={output_size!r} must be non-negative"
@@ -453,6 +492,15 @@ def _adaptive(
     name = f"adaptive_{op}_pool{nd}d"
     arr, axes = _input(x, nd, name, data_format, empty_channels=op == "avg")
     sizes = _output_size(output_size, arr, axes, name)
+    if op == "avg" and nd == 3 and arr.size == 0 and sizes != (1, 1, 1):
+        # PyTorch's 3-d kernel refuses C=0; only its global-mean path takes it
+        channel = arr.ndim - 1 if data_format == "channels_last" else arr.ndim - 4
+        if arr.shape[channel] == 0:
+            msg = (
+                f"{name}: input shape {arr.shape} has an empty channel axis "
+                f"{channel}; PyTorch allows that only for output_size=1"
+            )
+            raise ValueError(msg)
     geom = adaptive_geometry(arr.shape, axes, sizes)
     red = Reduction(
         op=op,
@@ -460,7 +508,10 @@ def _adaptive(
         == "omit",
     )
     return pool_core(
-        arr, geom, red, return_indices=check_bool(return_indices, "return_indices")
+        arr,
+        geom,
+        red,
+        return_indices=check_bool(return_indices, "return_indices", allow_int=True),
     )
 
 
@@ -526,7 +577,7 @@ def adaptive_avg_pool1d(
 ) -> Array:
     """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``."""
     out = _adaptive(1, "avg", input, output_size, False, data_format, nan_policy)
-    assert isinstance(out, np.ndarray)
+    assert not isinstance(out, tuple)
     return out
 
 
@@ -546,7 +597,7 @@ def adaptive_avg_pool2d(
     array([[[3., 4., 5.]]])
     """
     out = _adaptive(2, "avg", input, output_size, False, data_format, nan_policy)
-    assert isinstance(out, np.ndarray)
+    assert not isinstance(out, tuple)
     return out
 
 
@@ -559,7 +610,7 @@ def adaptive_avg_pool3d(
 ) -> Array:
     """3-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool3d``."""
     out = _adaptive(3, "avg", input, output_size, False, data_format, nan_policy)
-    assert isinstance(out, np.ndarray)
+    assert not isinstance(out, tuple)
     return out
 
 
@@ -579,16 +630,16 @@ def _fractional(
 ) -> MaybeIndices:
     name = f"fractional_max_pool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
-    if arr.dtype.kind != "f":
+    if host_dtype(arr).kind != "f":
         msg = f"{name}: input must be floating point, got dtype {arr.dtype}"
         raise TypeError(msg)
-    kernel = as_int_tuple(kernel_size, nd, "kernel_size", allowed_lengths=(1, nd))
+    kernel = as_int_tuple(kernel_size, nd, "kernel_size")
     check_positive(kernel, "kernel_size")
     if output_size is None and output_ratio is None:
         msg = f"{name} requires specifying either an output_size or an output_ratio"
         raise ValueError(msg)
     if output_size is not None:
-        sizes = as_int_tuple(output_size, nd, "output_size", allowed_lengths=(1, nd))
+        sizes = as_int_tuple(output_size, nd, "output_size")
     else:
         ratios = _ratio_tuple(output_ratio, nd)
         sizes = tuple(int(arr.shape[a] * r) for a, r in zip(axes, ratios, strict=True))
@@ -596,9 +647,11 @@ def _fractional(
         if o < 0:
             msg = f"{name}: output_size={sizes} must be non-negative (axis {i})"
             raise ValueError(msg)
-        if o + k - 1 > arr.shape[a]:
+        # PyTorch: 2-d allows o + k - 1 == length, 3-d does not
+        if o + k - 1 > arr.shape[a] or (nd == 3 and o + k - 1 == arr.shape[a]):
+            rule = "at most" if nd == 2 else "less than"
             msg = (
-                f"{name}: output_size {o} + kernel_size {k} - 1 must be at most the "
+                f"{name}: output_size {o} + kernel_size {k} - 1 must be {rule} the "
                 f"input length {arr.shape[a]} (axis {a})"
             )
             raise ValueError(msg)
@@ -609,24 +662,30 @@ def _fractional(
     batch_axes = ((0,) if batched else ()) + (channel_axis,)
     batch_shape = (arr.shape[0] if batched else 1, arr.shape[channel_axis])
     if random_samples is None:
-        samples = np.random.default_rng().random((*batch_shape, nd)).astype(arr.dtype)
+        samples = np.random.default_rng().random((*batch_shape, nd))
+        samples = samples.astype(host_dtype(arr))
     else:
-        samples = np.asarray(random_samples)
-        if samples.shape != (*batch_shape, nd):
+        samples = to_host(random_samples)
+        # as PyTorch: (N', C, nd) with N' >= N; extra rows are unused
+        if (
+            samples.ndim != 3
+            or samples.shape[0] < batch_shape[0]
+            or samples.shape[1:] != (*batch_shape[1:], nd)
+        ):
             msg = (
                 f"{name}: _random_samples must have shape (N, C, {nd}) = "
                 f"{(*batch_shape, nd)}, got {samples.shape}"
             )
             raise ValueError(msg)
-        if samples.dtype != arr.dtype:
+        samples = samples[: batch_shape[0]]
+        if samples.dtype != host_dtype(arr):
             msg = (
                 f"{name}: _random_samples must have the input's dtype {arr.dtype}, "
                 f"got {samples.dtype}"
             )
             raise TypeError(msg)
-    if not batched:
+    if not batched:  # batch_axes is already just the channel axis
         samples = samples[0]
-        batch_axes = batch_axes[1:]
     # PyTorch: 2-d samples are (W, H); 3-d samples are (T, H, W)
     sample_cols = (1, 0) if nd == 2 else tuple(range(nd))
     geom = fractional_geometry(
@@ -636,7 +695,7 @@ def _fractional(
         arr,
         geom,
         Reduction(op="max"),
-        return_indices=check_bool(return_indices, "return_indices"),
+        return_indices=check_bool(return_indices, "return_indices", allow_int=True),
     )
 
 
@@ -644,9 +703,7 @@ def _ratio_tuple(output_ratio: object, nd: int) -> tuple[float, ...]:
     if isinstance(output_ratio, numbers.Real):
         return (float(output_ratio),) * nd
     if isinstance(output_ratio, Sequence) and not isinstance(output_ratio, str):
-        items = tuple(output_ratio)
-        if len(items) == 1:
-            items = items * nd
+        items = tuple(output_ratio)  # PyTorch: exactly nd, no broadcast
         if len(items) == nd and all(isinstance(r, numbers.Real) for r in items):
             return tuple(float(r) for r in items)
     msg = f"output_ratio must be a number or {nd} numbers, got {output_ratio!r}"
@@ -712,8 +769,8 @@ def _max_unpool(
 ) -> Array:
     name = f"max_unpool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
-    idx = np.asarray(indices)
-    if idx.dtype != np.int64:
+    idx: Any = indices if namespace(arr) is not None else np.asarray(indices)
+    if host_dtype(idx) != np.int64:
         msg = f"{name}: indices must have dtype int64, got {idx.dtype}"
         raise TypeError(msg)
     if idx.shape != arr.shape:
@@ -721,13 +778,12 @@ def _max_unpool(
             f"{name}: indices shape {idx.shape} must equal the input shape {arr.shape}"
         )
         raise ValueError(msg)
-    kernel = as_int_tuple(kernel_size, nd, "kernel_size", allowed_lengths=(1, nd))
-    strides = (
-        kernel
-        if stride is None
-        else as_int_tuple(stride, nd, "stride", allowed_lengths=(1, nd))
-    )
-    pads = as_int_tuple(padding, nd, "padding", allowed_lengths=(1, nd))
+    # PyTorch's _pair/_triple: an int or exactly nd entries
+    kernel = as_int_tuple(kernel_size, nd, "kernel_size")
+    strides = kernel if stride is None else as_int_tuple(stride, nd, "stride")
+    if nd == 3:  # only PyTorch's 3-d kernel takes (and checks) the stride
+        check_positive(strides, "stride")
+    pads = as_int_tuple(padding, nd, "padding")
     default = tuple(
         (arr.shape[a] - 1) * s - 2 * p + k
         for a, k, s, p in zip(axes, kernel, strides, pads, strict=True)
@@ -737,9 +793,11 @@ def _max_unpool(
     else:
         sizes = _unpool_size(output_size, default, strides, arr.ndim, nd)
     for i, size in enumerate(sizes):
-        if size <= 0:
-            msg = f"{name}: the output size {sizes} must be positive (axis {i})"
+        if size < 0:  # PyTorch allows an empty output (and then reads no index)
+            msg = f"{name}: the output size {sizes} must be non-negative (axis {i})"
             raise ValueError(msg)
+    if namespace(arr) is not None:
+        return unpool_xp(arr, idx, axes, sizes)  # type: ignore[no-any-return]
     return unpool_core(arr, idx, axes, sizes)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._core import Reduction, pool_core
+from ._core import Reduction, is_dask, pool_core
 from ._geometry import (
     as_int_tuple,
     check_dtype,
@@ -22,6 +22,7 @@ from ._geometry import (
     regular_geometry,
     resolve_padding,
 )
+from ._xp import namespace, np_dtype
 
 __all__ = [
     "global_avg_pool",
@@ -42,7 +43,18 @@ DATA_FORMATS = ("channels_first", "channels_last")
 
 
 def as_array(x: object, name: str = "input") -> Array:
-    """``x`` as a NumPy array with a poolable dtype (TypeError otherwise)."""
+    """``x`` as a NumPy array with a poolable dtype (TypeError otherwise).
+
+    A Dask array stays lazy: the core pools it chunk by chunk; any other
+    Array-API array (torch, CuPy, JAX, ...) is pooled with its own library.
+    """
+    if is_dask(x):
+        check_dtype(np.dtype(x.dtype), name)  # type: ignore[attr-defined]
+        return x  # type: ignore[return-value]
+    xp = namespace(x)
+    if xp is not None:  # any Array-API array stays what it is
+        np_dtype(xp, x.dtype)  # type: ignore[attr-defined]
+        return x  # type: ignore[return-value]
     arr = np.asarray(x)
     check_dtype(arr.dtype, name)
     return arr
@@ -55,8 +67,12 @@ def check_choice(value: object, choices: Sequence[str], name: str) -> str:
     return value
 
 
-def check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_, int, np.integer)):
+def check_bool(value: object, name: str, *, allow_int: bool = False) -> bool:
+    """A bool flag; PyTorch refuses ints for its C++ flags (``ceil_mode``)."""
+    kinds: tuple[type, ...] = (bool, np.bool_)
+    if allow_int:  # PyTorch's return_indices takes any truthy value
+        kinds = (bool, np.bool_, int, np.integer)
+    if not isinstance(value, kinds):
         msg = f"{name} must be a bool, got {value!r} of type {type(value).__name__}"
         raise TypeError(msg)
     return bool(value)
@@ -141,7 +157,7 @@ def pool_windows(
     if isinstance(padding, str):
         include_pad = False  # "same": padded cells never count
         ceil = False
-    indices = check_bool(return_indices, "return_indices")
+    indices = check_bool(return_indices, "return_indices", allow_int=True)
     policy = check_choice(nan_policy, NAN_POLICIES, "nan_policy")
     if indices and op not in ("max", "min"):
         msg = f"return_indices=True needs op='max' or 'min', got op={op!r}"
@@ -181,6 +197,7 @@ def pool(
     return_indices: Literal[False] = ...,
     nan_policy: Literal["propagate", "omit"] = ...,
     dtype: npt.DTypeLike = ...,
+    data_format: Literal["channels_first", "channels_last"] | None = ...,
 ) -> Array: ...
 @overload
 def pool(
@@ -200,6 +217,7 @@ def pool(
     return_indices: Literal[True],
     nan_policy: Literal["propagate", "omit"] = ...,
     dtype: npt.DTypeLike = ...,
+    data_format: Literal["channels_first", "channels_last"] | None = ...,
 ) -> tuple[Array, Array]: ...
 def pool(
     x: npt.ArrayLike,
@@ -218,6 +236,7 @@ def pool(
     return_indices: bool = False,
     nan_policy: Literal["propagate", "omit"] = "propagate",
     dtype: npt.DTypeLike | None = None,
+    data_format: Literal["channels_first", "channels_last"] | None = None,
 ) -> Array | tuple[Array, Array]:
     """Pool ``x`` over any axes with a sliding window.
 
@@ -265,6 +284,10 @@ def pool(
         Output dtype. Default: the input's for max/min and float input;
         float64 for the average or Lp of integers (never overflows), int64
         (uint64) for their sum. An integer ``dtype`` rounds to nearest.
+    data_format : {"channels_first", "channels_last"}, optional
+        Another way to name the default axes: ``"channels_last"`` pools the
+        ``len(kernel_size)`` axes before the last one (``(N, *spatial, C)``),
+        ``"channels_first"`` the trailing ones. Not together with ``axes``.
 
     Returns
     -------
@@ -292,6 +315,20 @@ def pool(
     arr = as_array(x)
     check_choice(op, OPS, "op")
     n = None if axes is not None else _kernel_len(kernel_size)
+    if data_format is not None:
+        check_choice(data_format, DATA_FORMATS, "data_format")
+        if axes is not None:
+            msg = f"give axes={axes!r} or data_format={data_format!r}, not both"
+            raise ValueError(msg)
+        assert n is not None
+        if data_format == "channels_last":
+            if n >= arr.ndim:
+                msg = (
+                    f"data_format='channels_last' needs a channel axis after the "
+                    f"{n} pooled axes, got an input of shape {arr.shape}"
+                )
+                raise ValueError(msg)
+            axes = spatial_axes(arr.ndim, n, data_format)
     pooled = normalize_axes(axes, arr.ndim, n)
     return pool_windows(
         arr,
@@ -324,6 +361,7 @@ def _global(
     keepdims: bool,
     nan_policy: str,
     norm_type: object = None,
+    dtype: npt.DTypeLike | None = None,
 ) -> Array:
     arr = as_array(x)
     check_choice(data_format, DATA_FORMATS, "data_format")
@@ -340,10 +378,19 @@ def _global(
             raise ValueError(msg)
     kernel = tuple(arr.shape[a] for a in axes)
     out = pool_windows(
-        arr, axes, kernel, op=op, nan_policy=nan_policy, norm_type=norm_type
+        arr,
+        axes,
+        kernel,
+        op=op,
+        nan_policy=nan_policy,
+        norm_type=norm_type,
+        dtype=dtype,
     )
-    assert isinstance(out, np.ndarray)
-    return out if keepdims else out.squeeze(axis=axes)
+    assert not isinstance(out, tuple)
+    if keepdims:
+        return out
+    xp = namespace(out)
+    return out.squeeze(axis=axes) if xp is None else xp.squeeze(out, axis=axes)
 
 
 def global_max_pool(
@@ -353,6 +400,7 @@ def global_max_pool(
     data_format: Literal["channels_first", "channels_last"] = "channels_first",
     keepdims: bool = False,
     nan_policy: Literal["propagate", "omit"] = "propagate",
+    dtype: npt.DTypeLike | None = None,
 ) -> Array:
     """Max over all spatial axes (Keras/ONNX GlobalMaxPool).
 
@@ -362,7 +410,7 @@ def global_max_pool(
     >>> ndpool.global_max_pool(np.arange(8.0).reshape(1, 2, 2, 2))
     array([[3., 7.]])
     """
-    return _global(x, "max", data_format, keepdims, nan_policy)
+    return _global(x, "max", data_format, keepdims, nan_policy, dtype=dtype)
 
 
 def global_avg_pool(
@@ -372,8 +420,12 @@ def global_avg_pool(
     data_format: Literal["channels_first", "channels_last"] = "channels_first",
     keepdims: bool = False,
     nan_policy: Literal["propagate", "omit"] = "propagate",
+    dtype: npt.DTypeLike | None = None,
 ) -> Array:
     """Mean over all spatial axes (Keras/ONNX GlobalAveragePool).
+
+    Integer input averages to float64 unless ``dtype`` says otherwise (an
+    integer ``dtype`` rounds to nearest).
 
     Examples
     --------
@@ -383,7 +435,7 @@ def global_avg_pool(
     <BLANKLINE>
             [[5.5]]]])
     """
-    return _global(x, "avg", data_format, keepdims, nan_policy)
+    return _global(x, "avg", data_format, keepdims, nan_policy, dtype=dtype)
 
 
 def global_lp_pool(
@@ -394,6 +446,7 @@ def global_lp_pool(
     data_format: Literal["channels_first", "channels_last"] = "channels_first",
     keepdims: bool = False,
     nan_policy: Literal["propagate", "omit"] = "propagate",
+    dtype: npt.DTypeLike | None = None,
 ) -> Array:
     """p-norm over all spatial axes (ONNX GlobalLpPool).
 
@@ -403,4 +456,4 @@ def global_lp_pool(
     >>> ndpool.global_lp_pool(np.array([[[3.0, -4.0]]]))
     array([[5.]])
     """
-    return _global(x, "lp", data_format, keepdims, nan_policy, norm_type)
+    return _global(x, "lp", data_format, keepdims, nan_policy, norm_type, dtype)
