@@ -1,0 +1,528 @@
+"""Array-API backends: the same per-axis tap passes, in standard operations.
+
+For input that is neither a NumPy nor a Dask array (a PyTorch tensor, a CuPy
+or JAX array, ``array_api_strict``), the plans of ``_geometry`` run here,
+written only with functions of the Array API standard (``where``,
+``maximum``, ``take``, strided slicing, ``concat``) and without in-place
+writes, so immutable arrays (JAX) work too. The result is the same kind of
+array on the same device; no data goes through NumPy (only the small
+per-axis index vectors of the geometry are built on the host and moved to
+the device).
+
+The NumPy core (``_core``) runs the identical algorithm with in-place,
+cache-blocked NumPy ufuncs; the two agree bit for bit on max/min/indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._geometry import AxisPlan, Geometry
+
+__all__ = ["host_dtype", "namespace", "pool_xp", "to_host", "unpool_xp"]
+
+_FOREIGN = ("torch", "cupy", "jax", "jaxlib", "array_api_strict", "sparse", "ndonnx")
+_NAMES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
+
+
+def namespace(x: object) -> Any | None:
+    """The Array-API namespace of a non-NumPy array; None for NumPy input."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return None
+    module = type(x).__module__.split(".")[0]
+    if module == "dask":
+        return None
+    if not (hasattr(x, "__array_namespace__") or module in _FOREIGN):
+        return None
+    try:
+        import array_api_compat
+    except ImportError:  # pragma: no cover - depends on the environment
+        msg = (
+            f"pooling a {type(x).__module__}.{type(x).__name__} needs the optional "
+            "dependency array-api-compat: pip install 'ndpool[array-api]'"
+        )
+        raise TypeError(msg) from None
+    return array_api_compat.array_namespace(x)
+
+
+def np_dtype(xp: Any, dtype: Any) -> np.dtype[Any]:
+    """The NumPy dtype with the same name as an Array-API dtype."""
+    for name in _NAMES:
+        if getattr(xp, name, None) == dtype:
+            return np.dtype(name)
+    msg = (
+        f"input has dtype {dtype}, which ndpool cannot pool: use a bool, integer "
+        "or floating dtype"
+    )
+    raise TypeError(msg)
+
+
+def host_dtype(x: Any) -> np.dtype[Any]:
+    """The NumPy dtype of any supported array (NumPy, Dask or Array-API)."""
+    xp = namespace(x)
+    if xp is None:
+        dtype: np.dtype[Any] = np.dtype(x.dtype)
+        return dtype
+    return np_dtype(xp, x.dtype)
+
+
+def to_host(x: Any) -> np.ndarray[Any, Any]:
+    """A small parameter array (random samples) as NumPy, from any library."""
+    if namespace(x) is None:
+        return np.asarray(x)
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return np.asarray(x.get())
+    return np.from_dlpack(x)
+
+
+def _xp_dtype(xp: Any, dtype: np.dtype[Any]) -> Any:
+    found = getattr(xp, dtype.name, None)
+    if found is None:
+        msg = f"the array library {xp.__name__} has no dtype {dtype.name}"
+        raise TypeError(msg)
+    return found
+
+
+def _need(xp: Any, name: str) -> Any:
+    fn = getattr(xp, name, None)
+    if fn is None:
+        msg = (
+            f"the array library {xp.__name__} lacks {name}(), which ndpool needs "
+            "for this pooling call; convert the input to a NumPy array instead"
+        )
+        raise TypeError(msg)
+    return fn
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def _const(xp: Any, values: Any, like: Any, dtype: Any = None) -> Any:
+    """A small host-side index or count array, moved to ``like``'s device."""
+    return xp.asarray(np.array(values), dtype=dtype, device=_device(like))
+
+
+def _along(xp: Any, vec: Any, axis: int, ndim: int) -> Any:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return xp.reshape(vec, tuple(shape))
+
+
+def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
+    """``_core.pool_core`` for an Array-API array."""
+    xp = namespace(x)
+    assert xp is not None
+    dtype = np_dtype(xp, x.dtype)
+    if red.op in ("max", "min") or (red.op == "lp" and red.norm_type == np.inf):
+        src = xp.abs(x) if red.op == "lp" else x
+        op = "max" if red.op == "lp" else red.op
+        values, codes = _compare(xp, src, geom, op, red.nan_omit and dtype.kind == "f")
+        values = _cast(xp, values, red.dtype)
+        if return_indices:
+            return values, _flat_indices(xp, codes, geom, values)
+        return values
+    return _cast(xp, _summed(xp, x, dtype, geom, red), red.dtype)
+
+
+# --------------------------------------------------------------------------
+# max / min
+
+
+def _fill(dtype: np.dtype[Any], op: str, omit: bool) -> Any:
+    if dtype.kind == "f":
+        if omit:
+            return float("nan")
+        return float("-inf") if op == "max" else float("inf")
+    if dtype.kind == "b":
+        return op != "max"
+    info = np.iinfo(dtype)
+    return int(info.min if op == "max" else info.max)
+
+
+def _compare(
+    xp: Any, x: Any, geom: Geometry, op: str, omit: bool
+) -> tuple[Any, dict[int, Any]]:
+    dtype = np_dtype(xp, x.dtype)
+    fill = _fill(dtype, op, omit)
+    cur = _pad(xp, x, geom, fill)
+    if dtype.kind == "b":  # no order on bools in the standard: True > False
+        better: Any = (lambda v, o: v & ~o) if op == "max" else (lambda v, o: ~v & o)
+    else:
+        better = xp.greater if op == "max" else xp.less
+    is_float = dtype.kind == "f"
+    codes: dict[int, Any] = {}
+    for plan in reversed(geom.plans):
+        a = plan.axis
+        shape = list(cur.shape)
+        shape[a] = plan.out
+        out = xp.full(tuple(shape), fill, dtype=cur.dtype, device=_device(cur))
+        assert plan.first_tap is not None
+        start = _along(xp, _const(xp, plan.first_tap, cur, xp.int64), a, cur.ndim)
+        code = xp.broadcast_to(start, tuple(shape))
+        carried = {}
+        for b in codes:
+            other = geom.plans[geom.axes.index(b)]
+            assert other.first_tap is not None
+            first = _along(xp, _const(xp, other.first_tap, cur, xp.int64), b, cur.ndim)
+            carried[b] = xp.broadcast_to(first, tuple(shape))
+        for j in range(plan.taps):
+            v = _tap(xp, cur, plan, j)
+            mask = better(v, out)
+            if is_float:
+                if omit:
+                    mask = mask | (xp.isnan(out) & ~xp.isnan(v))
+                else:
+                    mask = mask | xp.isnan(v)
+            out = xp.where(mask, v, out)
+            code = xp.where(mask, xp.asarray(j, dtype=xp.int64), code)
+            for b, c in codes.items():
+                carried[b] = xp.where(mask, _tap(xp, c, plan, j), carried[b])
+        carried[a] = code
+        codes = carried
+        cur = out
+    return cur, codes
+
+
+def _flat_indices(xp: Any, codes: dict[int, Any], geom: Geometry, like: Any) -> Any:
+    flat = xp.zeros(geom.out_shape, dtype=xp.int64, device=_device(like))
+    step = 1
+    for plan in reversed(geom.plans):
+        code = codes[plan.axis]
+        if plan.regular:
+            i = np.arange(plan.out, dtype=np.int64) * plan.stride - plan.pad_before
+            base = _along(
+                xp, _const(xp, i + plan.origin, like, xp.int64), plan.axis, geom.ndim
+            )
+            pos = base + code * plan.dilation
+        else:
+            assert plan.starts is not None
+            assert plan.ends is not None
+            starts, ends = plan.starts, plan.ends
+            s = _const(xp, starts + plan.origin, like, xp.int64)
+            e = _const(xp, ends + plan.origin, like, xp.int64)
+            if starts.ndim == 1:
+                s = _along(xp, s, plan.axis, geom.ndim)
+                e = _along(xp, e, plan.axis, geom.ndim)
+            pos = xp.minimum(s + code, e - 1)
+        flat = flat + pos * step
+        step *= plan.index_length
+    return flat
+
+
+# --------------------------------------------------------------------------
+# sums
+
+
+def _acc(dtype: np.dtype[Any], op: str) -> np.dtype[Any]:
+    if dtype.kind == "f":
+        return np.promote_types(dtype, np.float32)
+    if op == "sum":
+        return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)
+    return np.dtype(np.float64)
+
+
+def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> Any:
+    acc_np = _acc(dtype, red.op)
+    acc = _xp_dtype(xp, acc_np)
+    omit = red.nan_omit and dtype.kind == "f"
+    terms = xp.astype(x, acc)
+    nan_mask = xp.isnan(terms) if omit else None
+    if red.op in ("lp", "torch_lp"):
+        base = xp.abs(terms) if red.op == "lp" else terms
+        terms = xp.pow(base, xp.asarray(red.norm_type, dtype=acc))
+    if nan_mask is not None:
+        terms = xp.where(nan_mask, xp.asarray(0, dtype=acc), terms)
+    total = _sum_all(xp, terms, geom)
+    like = total
+    nan_count = None
+    if nan_mask is not None:
+        nan_count = _sum_all(xp, xp.astype(nan_mask, xp.int64), geom)
+    if red.op == "sum":
+        result = total
+    elif red.op == "lp":
+        result = xp.pow(total, xp.asarray(1.0 / red.norm_type, dtype=acc))
+    elif red.op == "torch_lp":
+        count = _const(xp, geom.window_count(include_pad=True), like, acc)
+        mean = total / count
+        scaled = xp.sign(mean) * xp.maximum(xp.abs(mean), xp.asarray(0, dtype=acc))
+        scaled = scaled * geom.kernel_volume
+        result = xp.pow(scaled, xp.asarray(1.0 / red.norm_type, dtype=acc))
+    else:
+        if red.divisor_override is not None:
+            result = total / xp.asarray(red.divisor_override, dtype=acc)
+        else:
+            count = _const(
+                xp, geom.window_count(include_pad=red.count_include_pad), like
+            )
+            if nan_count is not None:
+                count = count - nan_count
+            result = total / xp.astype(count, acc)
+    if nan_count is not None:
+        valid = _const(xp, geom.window_count(include_pad=False), like)
+        result = xp.where(
+            valid == nan_count, xp.asarray(float("nan"), dtype=acc), result
+        )
+    return result
+
+
+def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
+    cur = _pad(xp, x, geom, 0)
+    for plan in reversed(geom.plans):
+        shape = list(cur.shape)
+        shape[plan.axis] = plan.out
+        out = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
+        for j in range(plan.taps):
+            v = _tap(xp, cur, plan, j)
+            if not plan.regular:
+                valid = _const(xp, plan.tap_valid(j), cur)
+                if plan.starts is not None and plan.starts.ndim == 1:
+                    valid = _along(xp, valid, plan.axis, cur.ndim)
+                v = xp.where(valid, v, xp.asarray(0, dtype=cur.dtype))
+            out = out + v
+        cur = out
+    return cur
+
+
+# --------------------------------------------------------------------------
+# shared
+
+
+def _pad(xp: Any, x: Any, geom: Geometry, fill: Any) -> Any:
+    for p in geom.plans:
+        if not p.regular or not (p.lo or p.hi):
+            continue
+        parts = []
+        for width in (p.lo, None, p.hi):
+            if width is None:
+                parts.append(x)
+            elif width:
+                shape = list(x.shape)
+                shape[p.axis] = width
+                parts.append(
+                    xp.full(tuple(shape), fill, dtype=x.dtype, device=_device(x))
+                )
+        x = xp.concat(parts, axis=p.axis)
+    return x
+
+
+def _tap(xp: Any, src: Any, plan: AxisPlan, j: int) -> Any:
+    if plan.regular:
+        index: list[slice] = [slice(None)] * src.ndim
+        index[plan.axis] = plan.tap_slice(j)
+        return src[tuple(index)]
+    idx = plan.tap_index(j)
+    if idx.ndim == 1:
+        return xp.take(src, _const(xp, idx, src, xp.int64), axis=plan.axis)
+    take_along = _need(xp, "take_along_axis")
+    full = np.broadcast_to(idx, tuple(
+        src.shape[i] if i != plan.axis else idx.shape[i] for i in range(src.ndim)
+    ))  # fmt: skip
+    return take_along(src, _const(xp, full, src, xp.int64), axis=plan.axis)
+
+
+def _cast(xp: Any, values: Any, dtype: np.dtype[Any] | None) -> Any:
+    if dtype is None:
+        return values
+    target = _xp_dtype(xp, dtype)
+    if values.dtype == target:
+        return values
+    if dtype.kind in "iu" and np_dtype(xp, values.dtype).kind == "f":
+        info = np.iinfo(dtype)
+        rounded = xp.round(values)
+        rounded = xp.where(
+            xp.isnan(rounded), xp.asarray(0, dtype=values.dtype), rounded
+        )
+        rounded = xp.clip(rounded, float(info.min), float(info.max))
+        return xp.astype(rounded, target)
+    if dtype.kind == "b":
+        return values != 0
+    return xp.astype(values, target)
+
+
+def unpool_xp(
+    x: Any, indices: Any, axes: tuple[int, ...], out_sizes: tuple[int, ...]
+) -> Any:
+    """Scatter for Array-API arrays that support integer-array assignment."""
+    xp = namespace(x)
+    assert xp is not None
+    nd = len(axes)
+    batch = [i for i in range(x.ndim) if i not in axes]
+    order = batch + list(axes)
+    xt = xp.permute_dims(x, tuple(order))
+    it = xp.permute_dims(indices, tuple(order))
+    batch_shape = tuple(xt.shape[: x.ndim - nd])
+    n_batch = int(np.prod(batch_shape, dtype=np.int64))
+    plane = int(np.prod(out_sizes, dtype=np.int64))
+    x2 = xp.reshape(xt, (n_batch, -1))
+    i2 = xp.reshape(it, (n_batch, -1))
+    if i2.shape[1] and n_batch:
+        lo, hi = int(xp.min(i2)), int(xp.max(i2))
+        if lo < 0 or hi >= plane:
+            bad = lo if lo < 0 else hi
+            msg = (
+                f"indices contains {bad}, outside the output plane of {plane} cells: "
+                f"every index must be in [0, {plane})"
+            )
+            raise ValueError(msg)
+    rows = xp.reshape(xp.arange(n_batch, dtype=xp.int64, device=_device(x)), (-1, 1))
+    flat_idx = xp.reshape(rows * plane + i2, (-1,))
+    out = xp.zeros((n_batch * plane,), dtype=x.dtype, device=_device(x))
+    try:
+        out[flat_idx] = xp.reshape(x2, (-1,))
+    except (TypeError, IndexError, NotImplementedError) as err:
+        msg = (
+            f"max_unpool needs an integer-array scatter, which {xp.__name__} arrays "
+            "do not support; convert the input to a NumPy array instead"
+        )
+        raise TypeError(msg) from err
+    out = xp.reshape(out, batch_shape + tuple(out_sizes))
+    inverse = tuple(int(i) for i in np.argsort(order))
+    return xp.permute_dims(out, inverse)
+
+
+# --------------------------------------------------------------------------
+# adjoints (gradients) in standard operations: no scatter is needed, since
+# every window cell sits at a position the geometry names
+
+
+def _place(xp: Any, v: Any, plan: AxisPlan, j: int) -> Any:
+    """Tap j's transpose: window values ``v`` back at the cells tap j read.
+
+    Regular axes come back padded (``lo + length + hi``), irregular ones at
+    ``length``; cells no window reads through tap j are zero.
+    """
+    a = plan.axis
+    if plan.regular:
+        s = plan.stride
+        if s > 1 and plan.out:  # interleave s-1 zeros after each window
+            zeros = xp.zeros_like(v)
+            v = xp.stack([v] + [zeros] * (s - 1), axis=a + 1)
+            shape = list(v.shape)
+            shape[a : a + 2] = [plan.out * s]
+            v = xp.reshape(v, tuple(shape))
+            index = [slice(None)] * v.ndim
+            index[a] = slice(0, (plan.out - 1) * s + 1)
+            v = v[tuple(index)]
+        full = plan.lo + plan.length + plan.hi
+        before = j * plan.dilation
+        after = full - before - v.shape[a]
+        parts = []
+        for width, part in ((before, None), (None, v), (after, None)):
+            if part is not None:
+                parts.append(part)
+            elif width:
+                shape = list(v.shape)
+                shape[a] = width
+                parts.append(xp.zeros(tuple(shape), dtype=v.dtype, device=_device(v)))
+        return xp.concat(parts, axis=a) if len(parts) > 1 else v
+    # irregular: a one-hot (window -> cell) matrix, masked where the
+    # window is shorter than tap j
+    pos = plan.tap_index(j)
+    valid = plan.tap_valid(j)
+    ndim = v.ndim
+    if pos.ndim == 1:
+        pos = pos.reshape([1] * a + [-1] + [1] * (ndim - a - 1))
+        valid = valid.reshape(pos.shape)
+    onehot = (
+        np.moveaxis(pos, a, -1)[..., None] == np.arange(plan.length)
+    ) & np.moveaxis(valid, a, -1)[..., None]
+    m = _const(xp, onehot, v, v.dtype)  # (..., out, length)
+    moved = xp.moveaxis(v, a, -1)[..., None, :]  # (..., 1, out)
+    placed = xp.matmul(moved, m)[..., 0, :]  # (..., length)
+    return xp.moveaxis(placed, -1, a)
+
+
+def _crop(v: Any, geom: Geometry) -> Any:
+    index = [slice(None)] * v.ndim
+    for plan in geom.plans:
+        if plan.regular and (plan.lo or plan.hi):
+            index[plan.axis] = slice(plan.lo, plan.lo + plan.length)
+    return v[tuple(index)]
+
+
+def sum_adjoint_xp(g: Any, geom: Geometry) -> Any:
+    """Transpose of the summing passes: window sums back to input cells."""
+    xp = namespace(g)
+    assert xp is not None
+    cur = g
+    for plan in geom.plans:  # the forward ran them innermost first
+        total = None
+        for j in range(plan.taps):
+            placed = _place(xp, cur, plan, j)
+            total = placed if total is None else total + placed
+        assert total is not None
+        cur = total
+    return _crop(cur, geom)
+
+
+def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
+    """Each window gradient to the cell its (flat) index names, by placement.
+
+    For every combined tap, the windows whose index is that tap's cell send
+    their gradient there; a tap in padding never matches.
+    """
+    xp = namespace(g)
+    assert xp is not None
+    ndim = g.ndim
+    steps = []
+    step = 1
+    for plan in reversed(geom.plans):
+        steps.append(step)
+        step *= plan.index_length
+    steps.reverse()
+    total = None
+    for taps in itertools_product([range(p.taps) for p in geom.plans]):
+        flat = np.zeros((1,) * ndim, dtype=np.int64)
+        ok = np.ones((1,) * ndim, dtype=bool)
+        for plan, j, st in zip(geom.plans, taps, steps, strict=True):
+            pos, valid = _tap_cells(plan, j, ndim)
+            flat = flat + pos * st
+            ok = ok & valid
+        hit = (idx == _const(xp, flat, g, xp.int64)) & _const(xp, ok, g, xp.bool)
+        v = xp.where(hit, g, xp.zeros_like(g))
+        for plan, j in zip(geom.plans, taps, strict=True):
+            v = _place(xp, v, plan, j)
+        total = v if total is None else total + v
+    if total is None:
+        return xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
+    return _crop(total, geom)
+
+
+def _tap_cells(plan: AxisPlan, j: int, ndim: int) -> tuple[np.ndarray[Any, Any], Any]:
+    """Whole-input positions tap j reads along plan.axis, and where they are real."""
+    shape = [1] * ndim
+    shape[plan.axis] = -1
+    if plan.regular:
+        i = np.arange(plan.out, dtype=np.int64)
+        local = i * plan.stride - plan.pad_before + j * plan.dilation
+        valid = (local >= 0) & (local < plan.length)
+        return (local + plan.origin).reshape(shape), valid.reshape(shape)
+    pos = plan.tap_index(j)
+    valid = plan.tap_valid(j)
+    if pos.ndim == 1:
+        pos, valid = pos.reshape(shape), valid.reshape(shape)
+    return pos + plan.origin, valid
+
+
+def itertools_product(ranges: list[range]) -> Any:
+    import itertools
+
+    return itertools.product(*ranges)

@@ -1,0 +1,272 @@
+"""Array-API input: the same kind of array out, equal to the NumPy result.
+
+Backends: ``array_api_strict`` (rejects anything outside the standard),
+PyTorch CPU tensors, and JAX / CuPy where installed (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ndpool
+import ndpool.functional as F
+
+
+def _strict() -> tuple[Any, Callable[[np.ndarray], Any]]:
+    xps = pytest.importorskip("array_api_strict")
+    return xps, lambda a: xps.asarray(a)
+
+
+def _torch() -> tuple[Any, Callable[[np.ndarray], Any]]:
+    torch = pytest.importorskip("torch")
+    return torch, lambda a: torch.from_numpy(np.array(a))
+
+
+def _jax() -> tuple[Any, Callable[[np.ndarray], Any]]:
+    jnp = pytest.importorskip("jax.numpy")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jnp, lambda a: jnp.asarray(a)
+
+
+def _cupy() -> tuple[Any, Callable[[np.ndarray], Any]]:
+    cp = pytest.importorskip("cupy")
+    return cp, lambda a: cp.asarray(a)
+
+
+BACKENDS = {"array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> tuple[Any, Callable[[np.ndarray], Any]]:
+    if (
+        request.param in ("jax", "cupy")
+        and importlib.util.find_spec(request.param) is None
+    ):
+        pytest.skip(f"{request.param} is not installed")
+    return BACKENDS[request.param]()
+
+
+def _host(a: Any) -> np.ndarray:
+    if type(a).__module__.startswith("torch"):
+        return a.detach().cpu().numpy()
+    if type(a).__module__.startswith("cupy"):
+        return a.get()  # type: ignore[no-any-return]
+    return np.asarray(a)
+
+
+def _same(got: Any, want: Any, like: Any, exact: bool) -> None:
+    got_t = got if isinstance(got, tuple) else (got,)
+    want_t = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got_t, want_t, strict=True):
+        assert type(g) is type(like), f"{type(g)} is not {type(like)}"
+        h = _host(g)
+        assert h.dtype == w.dtype
+        assert h.shape == w.shape
+        if exact:
+            np.testing.assert_array_equal(h, w)
+        else:
+            np.testing.assert_allclose(h, w, rtol=1e-5, atol=1e-6)
+
+
+def _data(shape: tuple[int, ...], seed: int = 0, dtype: Any = np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(shape) < 0.05] = np.nan
+    return x
+
+
+GRID = [
+    g
+    for g in itertools.product((1, 2, 3), (1, 2), (0, 1), (1, 2), (False, True))
+    if 2 * g[2] <= g[0]
+]
+
+
+@pytest.mark.parametrize(("k", "s", "p", "d", "c"), GRID)
+def test_max_pool2d(backend: Any, k: int, s: int, p: int, d: int, c: bool) -> None:
+    _, to = backend
+    x = _data((2, 3, 9, 8))
+    try:
+        want = F.max_pool2d(x, k, s, p, d, c, True)
+    except ValueError:
+        pytest.skip("invalid geometry")
+    t = to(x)
+    _same(F.max_pool2d(t, k, s, p, d, c, True), want, t, exact=True)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_every_torch_op(backend: Any, nd: int) -> None:
+    _, to = backend
+    x = _data((2, 3, *(7, 6, 5)[:nd]), seed=nd)
+    t = to(x)
+    f = lambda name: getattr(F, f"{name}{nd}d")  # noqa: E731
+    _same(f("max_pool")(t, 3, 2, 1), f("max_pool")(x, 3, 2, 1), t, True)
+    _same(f("avg_pool")(t, 2, 1, 1, True), f("avg_pool")(x, 2, 1, 1, True), t, False)
+    _same(
+        f("avg_pool")(t, 3, 2, 1, False, False),
+        f("avg_pool")(x, 3, 2, 1, False, False),
+        t,
+        False,
+    )
+    xa = np.abs(np.nan_to_num(x))
+    ta = to(xa)
+    _same(f("lp_pool")(ta, 2.0, 2), f("lp_pool")(xa, 2.0, 2), ta, False)
+    for size in (1, 3, 4):
+        _same(
+            f("adaptive_max_pool")(t, size, True),
+            f("adaptive_max_pool")(x, size, True),
+            t,
+            True,
+        )
+        _same(
+            f("adaptive_avg_pool")(t, size), f("adaptive_avg_pool")(x, size), t, False
+        )
+
+
+@pytest.mark.parametrize("op", ["max", "min", "avg", "sum", "lp"])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+def test_generic_pool_any_axes(backend: Any, op: str, policy: str) -> None:
+    _, to = backend
+    x = _data((5, 4, 7), seed=2)
+    kw: dict[str, Any] = {
+        "op": op,
+        "axes": (2, 0),
+        "stride": (2, 1),
+        "padding": "same",
+        "nan_policy": policy,
+        "return_indices": op in ("max", "min"),
+    }
+    if op == "lp":
+        kw["norm_type"] = 3.0
+    t = to(x)
+    _same(
+        ndpool.pool(t, (3, 2), **kw),
+        ndpool.pool(x, (3, 2), **kw),
+        t,
+        op in ("max", "min"),
+    )
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int32, np.float64, np.float16, np.bool_]
+)
+def test_dtypes(backend: Any, dtype: Any) -> None:
+    xp, to = backend
+    if dtype is np.float16 and not hasattr(xp, "float16"):
+        pytest.skip(f"{xp.__name__} has no float16")
+    x = _data((2, 2, 6, 6), seed=3, dtype=np.float64)
+    x = np.nan_to_num(x).astype(dtype) if dtype is not np.bool_ else x > 0
+    t = to(x)
+    _same(F.max_pool2d(t, 2), F.max_pool2d(x, 2), t, True)
+    if dtype is not np.float16:
+        _same(F.avg_pool2d(t, 2), F.avg_pool2d(x, 2), t, False)
+
+
+def test_channels_last_and_global(backend: Any) -> None:
+    _, to = backend
+    x = _data((2, 5, 6, 3), seed=4)
+    t = to(x)
+    _same(
+        F.max_pool2d(t, 2, return_indices=True, data_format="channels_last"),
+        F.max_pool2d(x, 2, return_indices=True, data_format="channels_last"),
+        t,
+        True,
+    )
+    for fn in (ndpool.global_max_pool, ndpool.global_avg_pool):
+        for policy in ("propagate", "omit"):
+            _same(
+                fn(t, nan_policy=policy),
+                fn(x, nan_policy=policy),
+                t,
+                fn is ndpool.global_max_pool,
+            )
+
+
+def test_fractional(backend: Any) -> None:
+    _, to = backend
+    x = _data((2, 3, 11, 9), seed=5)
+    samples = np.random.default_rng(0).random((2, 3, 2)).astype(np.float32)
+    want = F.fractional_max_pool2d(
+        x, 2, (5, 4), return_indices=True, _random_samples=samples
+    )
+    t = to(x)
+    got = F.fractional_max_pool2d(
+        t, 2, (5, 4), return_indices=True, _random_samples=to(samples)
+    )
+    _same(got, want, t, True)
+
+
+def test_unpool_roundtrip_or_clear_error(backend: Any) -> None:
+    xp, to = backend
+    x = _data((1, 2, 6, 6), seed=6)
+    out, idx = F.max_pool2d(x, 2, return_indices=True)
+    want = F.max_unpool2d(out, idx, 2)
+    t = to(out)
+    # the standard has no scatter: JAX (immutable) and array_api_strict
+    # refuse it with a clear TypeError; torch and CuPy scatter natively
+    if xp.__name__.startswith(("jax", "array_api_strict")):
+        with pytest.raises(TypeError, match="scatter"):
+            F.max_unpool2d(t, to(idx), 2)
+        return
+    _same(F.max_unpool2d(t, to(idx), 2), want, t, True)
+
+
+def test_no_numpy_roundtrip_for_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=False)
+    out = F.max_pool2d(x, 2)
+    assert isinstance(out, torch.Tensor)
+    assert out.device == x.device
+
+
+def test_array_api_compat_absent_gives_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setitem(sys.modules, "array_api_compat", None)
+    with pytest.raises(TypeError, match="array-api-compat"):
+        F.max_pool2d(torch.zeros(1, 4, 4), 2)
+
+
+def test_unsupported_dtype_names_it() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="complex"):
+        F.max_pool2d(torch.zeros(1, 4, 4, dtype=torch.complex64), 2)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 9)),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    ceil=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_cases_strict(
+    shape: tuple[int, int, int], k: int, s: int, ceil: bool, seed: int
+) -> None:
+    xps = pytest.importorskip("array_api_strict")
+    x = _data(shape, seed=seed)
+    try:
+        want = F.max_pool1d(x, k, s, k // 2, 1, ceil, True)
+    except ValueError:
+        return
+    t = xps.asarray(x)
+    _same(F.max_pool1d(t, k, s, k // 2, 1, ceil, True), want, t, True)
+    _same(
+        F.avg_pool1d(t, k, s, k // 2, ceil),
+        F.avg_pool1d(x, k, s, k // 2, ceil),
+        t,
+        False,
+    )
