@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import ndpool
 import ndpool.functional as F
+import ndpool.nn
 
 
 def _strict() -> tuple[Any, Callable[[np.ndarray], Any]]:
@@ -270,3 +271,76 @@ def test_random_cases_strict(
         t,
         False,
     )
+
+
+# --------------------------------------------------------------------------
+# gradients and layers
+
+
+GRAD_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("max_pool2d", (3, 2, 1), {}),
+    ("max_pool1d", (2, 1, 1, 2, True), {}),
+    ("max_pool3d", (2,), {"data_format": "channels_last"}),
+    ("avg_pool2d", (3, 2, 1, True, False), {}),
+    ("avg_pool1d", (2, 1, 1), {"nan_policy": "omit"}),
+    ("avg_pool3d", (2, 1, 0, False, True, 3), {}),
+    ("lp_pool2d", (2.0, 2), {}),
+    ("lp_pool1d", (3.0, 3, 2, True), {}),
+    ("lp_pool2d", (float("inf"), 2), {}),
+    ("adaptive_max_pool2d", (3,), {}),
+    ("adaptive_avg_pool2d", ((4, 3),), {}),
+    ("adaptive_avg_pool1d", (5,), {}),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs"), GRAD_CASES)
+def test_vjp_matches_numpy(backend: Any, name: str, args: Any, kwargs: Any) -> None:
+    _, to = backend
+    nd = int(name[-2])
+    shape = (2, 3, *(7, 6, 5)[:nd])
+    if kwargs.get("data_format") == "channels_last":
+        shape = (2, *(7, 6, 5)[:nd], 3)
+    rng = np.random.default_rng(len(name) + nd)
+    x = rng.integers(-3, 4, size=shape).astype(np.float64)  # ties
+    if "lp" in name:
+        x = np.abs(x) + 0.5
+    fn = getattr(F, name)
+    out, pull = ndpool.vjp(fn, x, *args, **kwargs)
+    g = rng.standard_normal(out.shape)
+    want = pull(g)
+    t = to(x)
+    tout, tpull = ndpool.vjp(fn, t, *args, **kwargs)
+    _same(tout, out, t, exact=False)
+    _same(tpull(to(g)), want, t, exact=False)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "avg", "sum", "lp"])
+def test_vjp_generic_and_global(backend: Any, op: str) -> None:
+    _, to = backend
+    rng = np.random.default_rng(9)
+    x = rng.integers(-3, 4, size=(4, 3, 6)).astype(np.float64)
+    kw: dict[str, Any] = {"op": op, "axes": (2, 0), "padding": "same", "stride": (2, 1)}
+    if op == "lp":
+        kw["norm_type"] = 2.0
+    out, pull = ndpool.vjp(ndpool.pool, x, (3, 2), **kw)
+    g = rng.standard_normal(out.shape)
+    t = to(x)
+    _, tpull = ndpool.vjp(ndpool.pool, t, (3, 2), **kw)
+    _same(tpull(to(g)), pull(g), t, exact=False)
+    for fn in (ndpool.global_max_pool, ndpool.global_avg_pool, ndpool.global_lp_pool):
+        gout, gpull = ndpool.vjp(fn, x[None])
+        gg = rng.standard_normal(gout.shape)
+        _same(ndpool.vjp(fn, to(x[None]))[1](to(gg)), gpull(gg), t, exact=False)
+
+
+def test_layers_on_tensors(backend: Any) -> None:
+    _, to = backend
+    x = _data((2, 3, 8, 8), seed=11, dtype=np.float64)
+    x = np.nan_to_num(x)
+    for layer in (ndpool.nn.MaxPool2d(3, 2, 1), ndpool.nn.AvgPool2d(2)):
+        want = layer(x)
+        g = np.ones_like(want)
+        want_grad = layer.backward(g)
+        t = to(x)
+        _same(layer(t), want, t, exact=False)
+        _same(layer.backward(to(g)), want_grad, t, exact=False)

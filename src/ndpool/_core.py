@@ -20,6 +20,8 @@ input), and are divided by per-axis window counts multiplied together.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,7 +34,7 @@ import numpy.typing as npt
 from ._geometry import AxisPlan, Geometry, IntArray
 from ._threads import executor, get_num_threads
 
-__all__ = ["Reduction", "pool_core", "unpool_core"]
+__all__ = ["Reduction", "pool_core", "recording", "unpool_core"]
 
 Array = npt.NDArray[Any]
 
@@ -54,6 +56,25 @@ def is_dask(x: object) -> bool:
     return type(x).__module__.startswith("dask.") and hasattr(x, "dask")
 
 
+_TAPE: contextvars.ContextVar[list[tuple[Geometry, Reduction]] | None]
+_TAPE = contextvars.ContextVar("ndpool_tape", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[tuple[Geometry, Reduction]]]:
+    """Record the (geometry, reduction) of every ``pool_core`` call inside.
+
+    The gradients use it to run the forward once and pull back through
+    exactly the windows it pooled, whichever public function built them.
+    """
+    tape: list[tuple[Geometry, Reduction]] = []
+    token = _TAPE.set(tape)
+    try:
+        yield tape
+    finally:
+        _TAPE.reset(token)
+
+
 def pool_core(
     x: Array, geom: Geometry, red: Reduction, *, return_indices: bool = False
 ) -> Array | tuple[Array, Array]:
@@ -65,6 +86,9 @@ def pool_core(
     only on the input's shape and every block runs the same code on its own
     cells, so the result never depends on the thread count.
     """
+    tape = _TAPE.get()
+    if tape is not None:
+        tape.append((geom, red))
     arr: Any = x  # a Dask or Array-API array goes to its own executor
     if not isinstance(arr, np.ndarray):
         if is_dask(arr):

@@ -21,7 +21,16 @@ import numpy as np
 
 from ._geometry import AxisPlan, Geometry
 
-__all__ = ["host_dtype", "namespace", "pool_xp", "to_host", "unpool_xp"]
+__all__ = [
+    "astype",
+    "host_dtype",
+    "namespace",
+    "pool_xp",
+    "route_xp",
+    "sum_adjoint_xp",
+    "to_host",
+    "unpool_xp",
+]
 
 _FOREIGN = ("torch", "cupy", "jax", "jaxlib", "array_api_strict", "sparse", "ndonnx")
 _NAMES = (
@@ -79,6 +88,14 @@ def host_dtype(x: Any) -> np.dtype[Any]:
         dtype: np.dtype[Any] = np.dtype(x.dtype)
         return dtype
     return np_dtype(xp, x.dtype)
+
+
+def astype(x: Any, dtype: np.dtype[Any]) -> Any:
+    """``x`` cast to a NumPy-named dtype, in its own array library."""
+    xp = namespace(x)
+    if xp is None:
+        return np.asarray(x).astype(dtype)
+    return xp.astype(x, _xp_dtype(xp, dtype))
 
 
 def to_host(x: Any) -> np.ndarray[Any, Any]:

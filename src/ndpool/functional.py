@@ -44,7 +44,7 @@ from ._geometry import (
     check_positive,
     fractional_geometry,
 )
-from ._xp import host_dtype, namespace, to_host, unpool_xp
+from ._xp import astype, host_dtype, namespace, to_host, unpool_xp
 from .pooling import (
     as_array,
     check_bool,
@@ -334,7 +334,7 @@ def _lp_pool(
     as_int_tuple(kernel_size, nd, "kernel_size")
     if isinstance(norm_type, (int, float)) and abs(norm_type) == math.inf:
         # PyTorch: max_pool of |x| (inf) or -max_pool(-|x|) (-inf)
-        mag = np.abs(arr if arr.dtype.kind == "f" else arr.astype(np.float64))
+        mag = abs(arr if host_dtype(arr).kind == "f" else astype(arr, np.dtype("f8")))
         out = pool_windows(
             mag,
             axes,

@@ -28,32 +28,18 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import functional as F
-from ._core import Reduction, pool_core
-from ._geometry import (
-    AxisPlan,
-    Geometry,
-    adaptive_geometry,
-    as_int_tuple,
-    check_positive,
-    normalize_axes,
-    regular_geometry,
-    resolve_padding,
-)
-from .functional import _output_size
+from ._core import Reduction, pool_core, recording
+from ._geometry import AxisPlan, Geometry
+from ._xp import host_dtype, namespace, route_xp, sum_adjoint_xp
 from .pooling import (
-    NAN_POLICIES,
-    _kernel_len,
     as_array,
-    check_bool,
-    check_choice,
-    check_divisor,
     check_norm_type,
     global_avg_pool,
     global_lp_pool,
@@ -133,7 +119,7 @@ def vjp(
         )
         raise TypeError(msg)
     arr = as_array(x)
-    if arr.dtype.kind != "f":
+    if host_dtype(arr).kind != "f":
         msg = (
             f"vjp: x has dtype {arr.dtype}; only floating inputs have a gradient "
             "(as in PyTorch), cast with x.astype(np.float32) first"
@@ -159,32 +145,32 @@ def _call(fn: Callable[..., Any], bound: Bound, **changes: Any) -> Any:
     return fn(*new.args, **new.kwargs)
 
 
+def _recorded(
+    fn: Callable[..., Any], bound: Bound, **changes: Any
+) -> tuple[Any, Geometry, Reduction]:
+    """Run the forward once; return its result and the windows it pooled."""
+    with recording() as tape:
+        out = _call(fn, bound, **changes)
+    geom, red = tape[0]  # the public function's own call
+    return out, geom, red
+
+
 def _max_family(
     fn: Callable[..., Any], x: Array, bound: Bound, nd: int
 ) -> tuple[Any, Pullback]:
     """max_pool*d, adaptive_max_pool*d, fractional_max_pool*d."""
     a = bound.arguments
-    values, idx = _call(fn, bound, return_indices=True)
-    axes = spatial_axes(x.ndim, nd, a.get("data_format", "channels_first"))
+    (values, idx), geom, _ = _recorded(fn, bound, return_indices=True)
     omit = a.get("nan_policy", "propagate") == "omit"
-    pull = _pullback(x, values.shape, _routed(x, idx, axes, omit))
+    pull = _pullback(x, values.shape, _routed(x, idx, geom, omit))
     return ((values, idx) if a["return_indices"] else values), pull
 
 
 def _avg_family(
     fn: Callable[..., Any], x: Array, bound: Bound, nd: int
 ) -> tuple[Any, Pullback]:
-    """avg_pool*d."""
-    a = bound.arguments
-    out = fn(*bound.args, **bound.kwargs)
-    axes = spatial_axes(x.ndim, nd, a["data_format"])
-    geom, red = _window_setup(
-        x, axes, a["kernel_size"], op="avg", stride=a["stride"],
-        padding=a["padding"], ceil_mode=a["ceil_mode"],
-        count_include_pad=a["count_include_pad"],
-        divisor_override=a["divisor_override"], nan_policy=a["nan_policy"],
-        allowed_lengths=(1, nd),
-    )  # fmt: skip
+    """avg_pool*d, adaptive_avg_pool*d."""
+    out, geom, red = _recorded(fn, bound)
     return out, _pullback(x, out.shape, _spread(x, geom, red))
 
 
@@ -193,37 +179,21 @@ def _lp_family(
 ) -> tuple[Any, Pullback]:
     """lp_pool*d: PyTorch's ``(k * mean(x**p)) ** (1/p)``."""
     a = bound.arguments
-    out = fn(*bound.args, **bound.kwargs)
-    axes = spatial_axes(x.ndim, nd, a["data_format"])
     p = check_norm_type(a["norm_type"])
     if math.isinf(p):  # PyTorch: max_pool(|x|), or -max_pool(-|x|) for -inf
-        mag = np.abs(x) if p > 0 else -np.abs(x)
+        out = _call(fn, bound)
+        xp = _ns(x)
+        mag = abs(x) if p > 0 else -abs(x)
         max_pool = getattr(F, f"max_pool{nd}d")
-        _, idx = max_pool(
-            mag, a["kernel_size"], a["stride"], 0, 1, a["ceil_mode"], True,
-            data_format=a["data_format"], nan_policy=a["nan_policy"],
-        )  # fmt: skip
+        with recording() as tape:
+            _, idx = max_pool(
+                mag, a["kernel_size"], a["stride"], 0, 1, a["ceil_mode"], True,
+                data_format=a["data_format"], nan_policy=a["nan_policy"],
+            )  # fmt: skip
         omit = a["nan_policy"] == "omit"
-        grad = _signed(x, _routed(x, idx, axes, omit))
+        grad = _signed(x, _routed(x, idx, tape[0][0], omit), xp)
         return out, _pullback(x, out.shape, grad)
-    geom, red = _window_setup(
-        x, axes, a["kernel_size"], op="torch_lp", stride=a["stride"],
-        ceil_mode=a["ceil_mode"], norm_type=p, nan_policy=a["nan_policy"],
-        allowed_lengths=(1, nd),
-    )  # fmt: skip
-    return out, _pullback(x, out.shape, _spread(x, geom, red))
-
-
-def _adaptive_avg_family(
-    fn: Callable[..., Any], x: Array, bound: Bound, nd: int
-) -> tuple[Any, Pullback]:
-    """adaptive_avg_pool*d."""
-    a = bound.arguments
-    out = fn(*bound.args, **bound.kwargs)
-    axes = spatial_axes(x.ndim, nd, a["data_format"])
-    sizes = _output_size(a["output_size"], x, axes, fn.__name__)
-    geom = adaptive_geometry(x.shape, axes, sizes)
-    red = Reduction(op="avg", nan_omit=a["nan_policy"] == "omit")
+    out, geom, red = _recorded(fn, bound)
     return out, _pullback(x, out.shape, _spread(x, geom, red))
 
 
@@ -233,21 +203,24 @@ def _unpool_family(
     """max_unpool*d: the gradient gathers at the indices."""
     a = bound.arguments
     out = fn(*bound.args, **bound.kwargs)
+    xp = _ns(x)
     axes = spatial_axes(x.ndim, nd, a["data_format"])
-    idx = np.asarray(a["indices"])
+    idx = a["indices"] if xp is not np else np.asarray(a["indices"])
     batch = [i for i in range(x.ndim) if i not in axes]
-    order = batch + list(axes)
+    order = (*batch, *axes)
+    inverse = tuple(int(i) for i in np.argsort(order))
     n_batch = math.prod(x.shape[i] for i in batch)
-    it = np.transpose(idx, order).reshape(n_batch, math.prod(x.shape[i] for i in axes))
+    per_plane = math.prod(x.shape[i] for i in axes)
+    it = xp.reshape(xp.permute_dims(idx, order), (n_batch, per_plane))
     plane = math.prod(out.shape[i] for i in axes)
 
     def gather(g: Array) -> Array:
         if plane == 0:  # nothing was unpooled (an empty output plane)
-            return np.zeros(x.shape)
-        gt = np.transpose(g, order).reshape(n_batch, plane)
-        taken = np.take_along_axis(gt, it, axis=1)
-        shaped = taken.reshape([x.shape[i] for i in order])
-        return np.transpose(shaped, np.argsort(order))
+            return xp.zeros(x.shape, dtype=g.dtype)  # type: ignore[no-any-return]
+        gt = xp.reshape(xp.permute_dims(g, order), (n_batch, plane))
+        taken = xp.take_along_axis(gt, it, axis=1)
+        shaped = xp.reshape(taken, tuple(x.shape[i] for i in order))
+        return xp.permute_dims(shaped, inverse)  # type: ignore[no-any-return]
 
     return out, _pullback(x, out.shape, gather)
 
@@ -257,40 +230,30 @@ def _pool_family(
 ) -> tuple[Any, Pullback]:
     """ndpool.pool, every op."""
     a = bound.arguments
-    op = check_choice(a["op"], ("max", "min", "avg", "sum", "lp"), "op")
-    n = None if a["axes"] is not None else _kernel_len(a["kernel_size"])
-    if a.get("data_format") == "channels_last" and n is not None:
-        axes = spatial_axes(x.ndim, n, "channels_last")
-    else:
-        axes = normalize_axes(a["axes"], x.ndim, n)
-    omit = check_choice(a["nan_policy"], NAN_POLICIES, "nan_policy") == "omit"
+    op = a["op"]
+    omit = a["nan_policy"] == "omit"
+    grad: GradFn
     if op in ("max", "min"):
-        values, idx = _call(fn, bound, return_indices=True)
-        out = (values, idx) if a["return_indices"] else values
-        grad = _routed(x, idx, axes, omit)
+        out, geom, _ = _recorded(fn, bound, return_indices=True)
+        values, idx = out
+        out = out if a["return_indices"] else values
+        grad = _routed(x, idx, geom, omit)
     elif op == "lp" and check_norm_type(a["norm_type"]) == math.inf:
-        out = fn(*bound.args, **bound.kwargs)
-        _, idx = _call(
-            fn, bound, x=np.abs(x), op="max", norm_type=None, return_indices=True,
+        out = _call(fn, bound)
+        (_, idx), geom, _ = _recorded(
+            fn, bound, x=abs(x), op="max", norm_type=None, return_indices=True,
             dtype=None,
         )  # fmt: skip
-        grad = _signed(x, _routed(x, idx, axes, omit))
+        grad = _signed(x, _routed(x, idx, geom, omit), _ns(x))
     else:
-        out = fn(*bound.args, **bound.kwargs)
-        geom, red = _window_setup(
-            x, axes, a["kernel_size"], op=op, stride=a["stride"],
-            padding=a["padding"], dilation=a["dilation"], ceil_mode=a["ceil_mode"],
-            count_include_pad=a["count_include_pad"],
-            divisor_override=a["divisor_override"], norm_type=a["norm_type"],
-            nan_policy=a["nan_policy"],
-        )  # fmt: skip
+        out, geom, red = _recorded(fn, bound)
         grad = _spread(x, geom, red)
     values = out[0] if isinstance(out, tuple) else out
     if a["dtype"] is not None and np.dtype(a["dtype"]).kind != "f":
-        zeros = np.zeros(x.shape)
+        xp = _ns(x)
 
         def grad(g: Array) -> Array:  # rounded to integers: piecewise constant
-            return zeros
+            return xp.zeros(x.shape, dtype=g.dtype)  # type: ignore[no-any-return]
 
     return out, _pullback(x, values.shape, grad)
 
@@ -300,32 +263,29 @@ def _global_family(
 ) -> tuple[Any, Pullback]:
     """global_max_pool, global_avg_pool, global_lp_pool."""
     a = bound.arguments
-    out = fn(*bound.args, **bound.kwargs)
-    axes = spatial_axes(x.ndim, x.ndim - 2, a["data_format"])
-    kernel = tuple(x.shape[i] for i in axes)
+    out, geom, red = _recorded(fn, bound)
+    axes = geom.axes
     omit = a["nan_policy"] == "omit"
-    p = check_norm_type(a["norm_type"]) if fn is global_lp_pool else None
+    xp = _ns(x)
     grad: GradFn
-    if fn is global_max_pool or p == math.inf:
-        src = x if fn is global_max_pool else np.abs(x)
-        _, idx = pool(
-            src, kernel, axes=axes, op="max", return_indices=True,
-            nan_policy=a["nan_policy"],
-        )  # fmt: skip
-        grad = _routed(x, idx, axes, omit)
-        if p is not None:
-            grad = _signed(x, grad)
+    if red.op == "max" or (red.op == "lp" and red.norm_type == math.inf):
+        src = x if red.op == "max" else abs(x)
+        kernel = tuple(x.shape[i] for i in axes)
+        with recording() as tape:
+            _, idx = pool(
+                src, kernel, axes=axes, op="max", return_indices=True,
+                nan_policy=a["nan_policy"],
+            )  # fmt: skip
+        grad = _routed(x, idx, tape[0][0], omit)
+        if red.op == "lp":
+            grad = _signed(x, grad, xp)
     else:
-        op = "avg" if fn is global_avg_pool else "lp"
-        geom, red = _window_setup(
-            x, axes, kernel, op=op, norm_type=p, nan_policy=a["nan_policy"]
-        )
         grad = _spread(x, geom, red)
     if not a["keepdims"]:
         inner = grad
 
         def grad(g: Array) -> Array:
-            return inner(np.expand_dims(g, axes))
+            return inner(xp.reshape(g, geom.out_shape))
 
     return out, _pullback(x, out.shape, grad)
 
@@ -335,7 +295,7 @@ _FAMILIES: dict[str, Family] = {
     "max": _max_family,
     "avg": _avg_family,
     "lp": _lp_family,
-    "adaptive_avg": _adaptive_avg_family,
+    "adaptive_avg": _avg_family,
     "unpool": _unpool_family,
     "pool": _pool_family,
     "global": _global_family,
@@ -370,75 +330,38 @@ _REGISTRY = _registry()
 
 
 # --------------------------------------------------------------------------
-# argument handling shared by the rules
+# shared by the rules
 
 
-def _window_setup(
-    x: Array,
-    axes: tuple[int, ...],
-    kernel_size: object,
-    *,
-    op: str,
-    stride: object = None,
-    padding: object = 0,
-    dilation: object = 1,
-    ceil_mode: object = False,
-    count_include_pad: object = True,
-    divisor_override: object = None,
-    norm_type: object = None,
-    nan_policy: object = "propagate",
-    allowed_lengths: Sequence[int] | None = None,
-) -> tuple[Geometry, Reduction]:
-    """The geometry and reduction ``pooling.pool_windows`` builds.
+def _ns(x: Any) -> Any:
+    """The array namespace of ``x``: NumPy itself for NumPy arrays."""
+    xp = namespace(x)
+    return np if xp is None else xp
 
-    Mirrors ``pool_windows`` argument for argument (the forward has already
-    validated them); kept in step with it by the gradient tests.
-    """
-    n = len(axes)
-    kernel = as_int_tuple(
-        kernel_size, n, "kernel_size", allowed_lengths=allowed_lengths
-    )
-    check_positive(kernel, "kernel_size")
-    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
-        strides = kernel
-    else:
-        strides = as_int_tuple(stride, n, "stride", allowed_lengths=allowed_lengths)
-    dilations = as_int_tuple(dilation, n, "dilation", allowed_lengths=allowed_lengths)
-    shape = tuple(x.shape[a] for a in axes)
-    pads, _ = resolve_padding(
-        padding, shape, kernel, strides, dilations, allowed_lengths=allowed_lengths
-    )
-    ceil = check_bool(ceil_mode, "ceil_mode")
-    include_pad = check_bool(count_include_pad, "count_include_pad")
-    if isinstance(padding, str):
-        include_pad = False
-        ceil = False
-    red = Reduction(
-        op=op,
-        nan_omit=nan_policy == "omit",
-        count_include_pad=include_pad,
-        divisor_override=check_divisor(divisor_override),
-        norm_type=check_norm_type(norm_type) if op in ("lp", "torch_lp") else None,
-    )
-    geom = regular_geometry(x.shape, axes, kernel, strides, pads, dilations, ceil)
-    return geom, red
+
+def _astype(xp: Any, a: Any, dtype: Any) -> Any:
+    return a.astype(dtype, copy=False) if xp is np else xp.astype(a, dtype)
 
 
 def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
     """Wrap ``grad`` with the checks and the cast every pullback shares."""
-    shape, dtype = x.shape, x.dtype
+    shape, dtype = tuple(x.shape), x.dtype
+    xp = _ns(x)
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
-        g = np.asarray(grad_out)
-        if g.dtype.kind not in "biuf":
+        g: Any = np.asarray(grad_out) if xp is np else grad_out
+        kind = host_dtype(g).kind if xp is not np else g.dtype.kind
+        if kind not in "biuf":
             msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
             raise TypeError(msg)
-        if g.shape != tuple(out_shape):
+        if tuple(g.shape) != tuple(out_shape):
             msg = (
-                f"pullback: grad_out has shape {g.shape} but the pooled output "
-                f"has shape {tuple(out_shape)}; give one gradient per output"
+                f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
+                f"output has shape {tuple(out_shape)}; give one gradient per output"
             )
             raise ValueError(msg)
+        if xp is not np:
+            return xp.reshape(_astype(xp, grad(g), dtype), shape)  # type: ignore[no-any-return]
         with np.errstate(all="ignore"):
             result = grad(g)
         return np.asarray(result, dtype=dtype).reshape(shape)
@@ -450,13 +373,26 @@ def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
 # routing: max, min, adaptive / fractional max, Lp with p = inf
 
 
-def _routed(x: Array, idx: Array, axes: Sequence[int], omit: bool) -> GradFn:
+def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     """Add each output gradient to the input cell its index names.
 
-    ``idx`` is flat over ``axes`` in ascending order within each plane
-    (every other axis is a batch axis, of the same length in the output).
+    ``idx`` is flat over the pooled axes in ascending order within each
+    plane. NumPy scatters with ``np.bincount``; other array libraries, whose
+    standard has no scatter, place the gradient tap by tap (``route_xp``).
     """
-    pooled = sorted(axes)
+    xp = _ns(x)
+    nan_mask = xp.isnan(x) if omit else None
+    if xp is not np:
+        acc = xp.float64 if x.dtype == xp.float64 else xp.float32
+
+        def route_any(g: Array) -> Array:
+            grad = route_xp(_astype(xp, g, acc), idx, geom)
+            if nan_mask is not None:
+                grad = xp.where(nan_mask, xp.zeros_like(grad), grad)
+            return grad  # type: ignore[no-any-return]
+
+        return route_any
+    pooled = list(geom.axes)
     batch = [i for i in range(x.ndim) if i not in pooled]
     order = batch + pooled
     plane = math.prod(x.shape[i] for i in pooled)
@@ -470,7 +406,6 @@ def _routed(x: Array, idx: Array, axes: Sequence[int], omit: bool) -> GradFn:
     all_inside = bool(inside.all())
     if not all_inside:
         flat = flat[inside]
-    nan_mask = np.isnan(x) if omit else None
     shape_t = [x.shape[i] for i in order]
     inverse = np.argsort(order)
 
@@ -485,9 +420,9 @@ def _routed(x: Array, idx: Array, axes: Sequence[int], omit: bool) -> GradFn:
     return route
 
 
-def _signed(x: Array, grad: GradFn) -> GradFn:
+def _signed(x: Array, grad: GradFn, xp: Any) -> GradFn:
     """Chain ``grad`` (with respect to ``|x|``) through ``abs``."""
-    sign = np.sign(x)
+    sign = xp.sign(x)
     return lambda g: grad(g) * sign
 
 
@@ -495,57 +430,65 @@ def _signed(x: Array, grad: GradFn) -> GradFn:
 # spreading: the adjoint of the summing core (average, sum, Lp)
 
 
-def _acc_dtype(x: Array) -> np.dtype[Any]:
-    return np.promote_types(x.dtype, np.float32)
-
-
 def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     """Pullback of the summing ops; see the module docstring."""
-    acc = _acc_dtype(x)
-    omit = red.nan_omit
-    nan_mask = np.isnan(x) if omit else None
-    empty: Array | None = None
-    nan_count: Array | None = None
+    xp = _ns(x)
+    acc_np = np.promote_types(host_dtype(x), np.float32)
+    acc = acc_np if xp is np else getattr(xp, acc_np.name)
+    nan_mask = xp.isnan(x) if red.nan_omit else None
+    empty: Any = None
+    nan_count: Any = None
     if nan_mask is not None:
-        counted = pool_core(nan_mask, geom, Reduction(op="sum"))
-        assert isinstance(counted, np.ndarray)
-        nan_count = counted
-        empty = geom.window_count(include_pad=False) == nan_count
+        nan_count = pool_core(nan_mask, geom, Reduction(op="sum"))
+        valid = _const(xp, geom.window_count(include_pad=False), x)
+        empty = valid == nan_count
 
     window: Callable[[Array], Array]
-    cell: Array | None = None
+    cell: Any = None
     if red.op in ("avg", "sum"):
         divisor: Any = 1
         if red.op == "avg" and red.divisor_override is not None:
-            divisor = acc.type(red.divisor_override)
+            divisor = float(red.divisor_override)
         elif red.op == "avg":
-            count = geom.window_count(include_pad=red.count_include_pad)
+            count = _const(xp, geom.window_count(include_pad=red.count_include_pad), x)
             if nan_count is not None:
                 count = count - nan_count
-            divisor = count.astype(acc)
+            divisor = _astype(xp, count, acc)
 
         def window(g: Array) -> Array:
-            return np.asarray(g / divisor) if red.op == "avg" else g
+            return g / divisor if red.op == "avg" else g
 
     elif red.op == "torch_lp":
-        window, cell = _torch_lp_parts(x, geom, red, acc)
+        window, cell = _torch_lp_parts(x, geom, red, acc, xp)
     else:
-        window, cell = _lp_parts(x, geom, red, acc)
+        window, cell = _lp_parts(x, geom, red, acc, xp)
 
     def spread(g: Array) -> Array:
-        w = window(g.astype(acc, copy=False))
+        w = window(_astype(xp, g, acc))
         if empty is not None:
-            w = np.where(empty, 0, w)
-        grad = _sum_adjoint(np.asarray(w, dtype=acc), geom)
+            w = xp.where(empty, xp.zeros_like(w), w)
+        w = _astype(xp, w, acc)
+        grad = _sum_adjoint(w, geom) if xp is np else sum_adjoint_xp(w, geom)
         if cell is not None:
             grad = grad * cell
-        return grad if nan_mask is None else np.where(nan_mask, 0, grad)
+        if nan_mask is not None:
+            grad = xp.where(nan_mask, xp.zeros_like(grad), grad)
+        return grad
 
     return spread
 
 
+def _const(xp: Any, values: Any, like: Any) -> Any:
+    """A host-side count array on ``like``'s device (NumPy: as it is)."""
+    if xp is np:
+        return values
+    import array_api_compat
+
+    return xp.asarray(np.array(values), device=array_api_compat.device(like))
+
+
 def _torch_lp_parts(
-    x: Array, geom: Geometry, red: Reduction, acc: np.dtype[Any]
+    x: Array, geom: Geometry, red: Reduction, acc: Any, xp: Any
 ) -> tuple[Callable[[Array], Array], Array]:
     """PyTorch's lp_pool autograd, step by step.
 
@@ -554,61 +497,59 @@ def _torch_lp_parts(
     """
     p = red.norm_type
     assert p is not None
-    base = x.astype(acc, copy=False)
+    base = _astype(xp, x, acc)
     with np.errstate(all="ignore"):
-        terms = np.power(base, acc.type(p))
+        terms = base**p
         if red.nan_omit:
-            terms = np.where(np.isnan(x), 0, terms)
-        mean = np.asarray(pool_core(terms, geom, Reduction(op="avg")), dtype=acc)
-        sign = np.sign(mean)
-        relu = np.maximum(np.abs(mean), 0)
-        kvol = acc.type(geom.kernel_volume)
+            terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
+        mean: Any = pool_core(terms, geom, Reduction(op="avg"))
+        sign = xp.sign(mean)
+        relu = xp.maximum(abs(mean), xp.zeros_like(mean))
+        kvol = float(geom.kernel_volume)
         t = sign * relu * kvol
-        e = acc.type(1.0 / p)
-        d_pow = e * np.power(t, acc.type(1.0 / p - 1.0))
-        divisor = geom.window_count(include_pad=True).astype(acc)
-        cell = acc.type(p) * np.power(base, acc.type(p - 1.0))
+        d_pow = (1.0 / p) * t ** (1.0 / p - 1.0)
+        divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
+        cell = p * base ** (p - 1.0)
 
     def window(g: Array) -> Array:
         g_relu = (g * d_pow) * kvol * sign
-        g_abs = np.where(relu <= 0, 0, g_relu)
-        return np.asarray(g_abs * sign / divisor)
+        g_abs = xp.where(relu <= 0, xp.zeros_like(g_relu), g_relu)
+        return g_abs * sign / divisor  # type: ignore[no-any-return]
 
-    return window, np.asarray(cell)
+    return window, cell
 
 
 def _lp_parts(
-    x: Array, geom: Geometry, red: Reduction, acc: np.dtype[Any]
+    x: Array, geom: Geometry, red: Reduction, acc: Any, xp: Any
 ) -> tuple[Callable[[Array], Array], Array]:
     """The p-norm of each window, as ``torch.linalg.vector_norm``'s backward."""
     p = red.norm_type
     assert p is not None
-    base = x.astype(acc, copy=False)
-    norm = np.asarray(
-        pool_core(base, geom, Reduction(op="lp", norm_type=p, nan_omit=red.nan_omit)),
-        dtype=acc,
+    base = _astype(xp, x, acc)
+    norm: Any = pool_core(
+        base, geom, Reduction(op="lp", norm_type=p, nan_omit=red.nan_omit)
     )
-    mag = np.abs(base)
-    one = acc.type(1)
+    mag = abs(base)
+    zeros = xp.zeros_like(base)
     with np.errstate(all="ignore"):
         if p == 1:
-            cell = np.sign(base)
+            cell = xp.sign(base)
         elif p < 1:
-            cell = np.sign(base) * np.where(base == 0, 0, np.power(mag, p - one))
+            cell = xp.sign(base) * xp.where(base == 0, zeros, mag ** (p - 1.0))
         elif p < 2:
-            cell = np.sign(base) * np.power(mag, p - one)
+            cell = xp.sign(base) * mag ** (p - 1.0)
         else:
-            cell = base * np.power(mag, p - acc.type(2))
-        scale = np.power(norm, one - p) if p < 1 else np.power(norm, p - one)
+            cell = base * mag ** (p - 2.0)
+        scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
 
     def window(g: Array) -> Array:
         if p == 1:
             return g
         if p < 1:
-            return np.asarray(g * scale)
-        return np.where(norm == 0, 0, g / scale)
+            return g * scale  # type: ignore[no-any-return]
+        return xp.where(norm == 0, xp.zeros_like(g), g / scale)  # type: ignore[no-any-return]
 
-    return window, np.asarray(cell)
+    return window, cell
 
 
 def _sum_adjoint(g: Array, geom: Geometry) -> Array:
