@@ -35,8 +35,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import functional as F
-from ._core import Reduction, pool_core, recording
+from ._core import BLOCK_BYTES, Reduction, pool_core, recording
 from ._geometry import AxisPlan, Geometry
+from ._threads import executor, get_num_threads
 from ._xp import host_dtype, namespace, route_xp, sum_adjoint_xp
 from .pooling import (
     as_array,
@@ -399,23 +400,38 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     n_batch = math.prod(x.shape[i] for i in batch)
     per_plane = math.prod(idx.shape[i] for i in pooled)
     it = np.transpose(idx, order).reshape(n_batch, per_plane)
-    # a window wholly in padding (dilation) carries PyTorch's out-of-plane
-    # index; its gradient belongs to the padding, so it is dropped
-    inside = ((it >= 0) & (it < plane)).ravel()
-    flat = (np.arange(n_batch, dtype=np.int64)[:, None] * plane + it).ravel()
-    all_inside = bool(inside.all())
-    if not all_inside:
-        flat = flat[inside]
     shape_t = [x.shape[i] for i in order]
     inverse = np.argsort(order)
+    # planes in blocks of about BLOCK_BYTES of gradient, shared over threads
+    rows = max(1, BLOCK_BYTES // max(1, plane * 8))
+    blocks = [(lo, min(lo + rows, n_batch)) for lo in range(0, n_batch, rows)]
+
+    def scatter(g_rows: Array, out: Array, lo: int, hi: int) -> None:
+        ib = it[lo:hi]
+        # a window wholly in padding (dilation) carries PyTorch's out-of-plane
+        # index; its gradient belongs to the padding, so it is dropped
+        inside = (ib >= 0) & (ib < plane)
+        local = np.arange(hi - lo, dtype=np.int64)[:, None] * plane + ib
+        weights = g_rows[lo:hi].astype(np.float64)
+        if not inside.all():
+            local, weights = local[inside], weights[inside]
+        summed = np.bincount(local.ravel(), weights.ravel(), (hi - lo) * plane)
+        out[lo:hi] = summed.reshape(hi - lo, plane)
 
     def route(g: Array) -> Array:
-        weights = np.transpose(g, order).reshape(-1).astype(np.float64)
-        if not all_inside:
-            weights = weights[inside]
-        summed = np.bincount(flat, weights=weights, minlength=n_batch * plane)
-        grad = np.transpose(summed.reshape(shape_t), inverse)
-        return grad if nan_mask is None else np.where(nan_mask, 0.0, grad)
+        g_rows = np.transpose(g, order).reshape(n_batch, per_plane)
+        out = np.empty((n_batch, plane), dtype=np.promote_types(x.dtype, g.dtype))
+        threads = min(get_num_threads(), len(blocks))
+        if threads < 2:
+            for lo, hi in blocks:
+                scatter(g_rows, out, lo, hi)
+        else:
+            pool = executor(threads)
+            futures = [pool.submit(scatter, g_rows, out, lo, hi) for lo, hi in blocks]
+            for f in futures:
+                f.result()
+        grad = np.transpose(out.reshape(shape_t), inverse)
+        return grad if nan_mask is None else np.where(nan_mask, 0, grad)
 
     return route
 
