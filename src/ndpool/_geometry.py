@@ -97,10 +97,14 @@ def as_int_tuple(
     return tuple(int(v) for v in items)
 
 
-def check_positive(values: tuple[int, ...], name: str) -> None:
+def check_positive(
+    values: tuple[int, ...], name: str, axes: Sequence[int] | None = None
+) -> None:
+    """Every entry > 0; messages name the input axis (``axes[i]``) if given."""
     for i, v in enumerate(values):
         if v <= 0:
-            msg = f"{name} must be positive on every pooled axis, got {v} (axis {i})"
+            axis = i if axes is None else axes[i]
+            msg = f"{name} must be positive on every pooled axis, got {v} (axis {axis})"
             raise ValueError(msg)
 
 
@@ -369,6 +373,7 @@ def resolve_padding(
     *,
     name: str = "padding",
     allowed_lengths: Sequence[int] | None = None,
+    axes: Sequence[int] | None = None,
 ) -> tuple[tuple[tuple[int, int], ...], bool]:
     """Return ((before, after) per axis, symmetric) for any padding form.
 
@@ -376,6 +381,7 @@ def resolve_padding(
     "at most half the kernel" rule applies.
     """
     n = len(kernel)
+    axis_of = list(range(n)) if axes is None else list(axes)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode not in PAD_MODES:
@@ -405,17 +411,20 @@ def resolve_padding(
         pairs: list[tuple[int, int]] = []
         for i, pair in enumerate(padding):
             if len(pair) != 2 or not all(_is_int(v) for v in pair):
-                msg = f"{name} entry {pair!r} (axis {i}) must be a pair of ints"
+                msg = (
+                    f"{name} entry {pair!r} (axis {axis_of[i]}) must be a pair of ints"
+                )
                 raise TypeError(msg)
             before, after = int(pair[0]), int(pair[1])
             if before < 0 or after < 0:
-                msg = f"{name} must be non-negative, got {pair!r} (axis {i})"
+                msg = f"{name} must be non-negative, got {pair!r} (axis {axis_of[i]})"
                 raise ValueError(msg)
             span = dilation[i] * (kernel[i] - 1) + 1
             if before >= span or after >= span:
                 msg = (
-                    f"{name}={pair!r} (axis {i}) must be smaller than the dilated "
-                    f"kernel extent {span}, so that no window lies wholly in padding"
+                    f"{name}={pair!r} (axis {axis_of[i]}) must be smaller than the "
+                    f"dilated kernel extent {span}, so that no window lies wholly "
+                    "in padding"
                 )
                 raise ValueError(msg)
             pairs.append((before, after))
@@ -423,12 +432,12 @@ def resolve_padding(
     sym = as_int_tuple(padding, n, name, allowed_lengths=allowed_lengths)
     for i, p in enumerate(sym):
         if p < 0:
-            msg = f"{name}={p} must be non-negative (axis {i})"
+            msg = f"{name}={p} must be non-negative (axis {axis_of[i]})"
             raise ValueError(msg)
         if 2 * p > kernel[i]:
             msg = (
                 f"{name}={p} must be at most half the kernel size {kernel[i]} "
-                f"(axis {i})"
+                f"(axis {axis_of[i]})"
             )
             raise ValueError(msg)
     return tuple((p, p) for p in sym), True

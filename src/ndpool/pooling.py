@@ -140,17 +140,23 @@ def pool_windows(
     kernel = as_int_tuple(
         kernel_size, n, "kernel_size", allowed_lengths=allowed_lengths
     )
-    check_positive(kernel, "kernel_size")
+    check_positive(kernel, "kernel_size", axes)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         strides = kernel
     else:
         strides = as_int_tuple(stride, n, "stride", allowed_lengths=allowed_lengths)
-        check_positive(strides, "stride")
+        check_positive(strides, "stride", axes)
     dilations = as_int_tuple(dilation, n, "dilation", allowed_lengths=allowed_lengths)
-    check_positive(dilations, "dilation")
+    check_positive(dilations, "dilation", axes)
     shape = tuple(x.shape[a] for a in axes)
     pads, _ = resolve_padding(
-        padding, shape, kernel, strides, dilations, allowed_lengths=allowed_lengths
+        padding,
+        shape,
+        kernel,
+        strides,
+        dilations,
+        allowed_lengths=allowed_lengths,
+        axes=axes,
     )
     ceil = check_bool(ceil_mode, "ceil_mode")
     include_pad = check_bool(count_include_pad, "count_include_pad")
