@@ -290,6 +290,11 @@ GRAD_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("adaptive_max_pool2d", (3,), {}),
     ("adaptive_avg_pool2d", ((4, 3),), {}),
     ("adaptive_avg_pool1d", (5,), {}),
+    (
+        "fractional_max_pool2d",
+        (2, (4, 3)),
+        {"_random_samples": np.random.default_rng(1).random((2, 3, 2))},
+    ),
 ]
 
 
@@ -331,6 +336,19 @@ def test_vjp_generic_and_global(backend: Any, op: str) -> None:
         gout, gpull = ndpool.vjp(fn, x[None])
         gg = rng.standard_normal(gout.shape)
         _same(ndpool.vjp(fn, to(x[None]))[1](to(gg)), gpull(gg), t, exact=False)
+
+
+def test_unpool_vjp_gathers(backend: Any) -> None:
+    xp, to = backend
+    if xp.__name__.startswith(("jax", "array_api_strict")):
+        pytest.skip("no integer-array scatter for the forward")
+    x = _data((2, 3, 6, 6), seed=12, dtype=np.float64)
+    out, idx = F.max_pool2d(np.nan_to_num(x), 2, return_indices=True)
+    res, pull = ndpool.vjp(F.max_unpool2d, out, idx, 2)
+    g = np.random.default_rng(3).standard_normal(res.shape)
+    t = to(out)
+    _, tpull = ndpool.vjp(F.max_unpool2d, t, to(idx), 2)
+    _same(tpull(to(g)), pull(g), t, exact=True)
 
 
 def test_layers_on_tensors(backend: Any) -> None:

@@ -15,6 +15,7 @@ cache-blocked NumPy ufuncs; the two agree bit for bit on max/min/indices.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -506,7 +507,7 @@ def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
         step *= plan.index_length
     steps.reverse()
     total = None
-    for taps in itertools_product([range(p.taps) for p in geom.plans]):
+    for taps in itertools.product(*(range(p.taps) for p in geom.plans)):
         flat = np.zeros((1,) * ndim, dtype=np.int64)
         ok = np.ones((1,) * ndim, dtype=bool)
         for plan, j, st in zip(geom.plans, taps, steps, strict=True):
@@ -537,9 +538,3 @@ def _tap_cells(plan: AxisPlan, j: int, ndim: int) -> tuple[np.ndarray[Any, Any],
     if pos.ndim == 1:
         pos, valid = pos.reshape(shape), valid.reshape(shape)
     return pos + plan.origin, valid
-
-
-def itertools_product(ranges: list[range]) -> Any:
-    import itertools
-
-    return itertools.product(*ranges)
