@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import itertools
 import math
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -98,7 +99,7 @@ def pool_core(
         from ._xp import pool_xp
 
         return pool_xp(arr, geom, red, return_indices)  # type: ignore[no-any-return]
-    cut = _blocks(x, geom)
+    cut = _blocks(x, geom, get_num_threads())
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
     axis, bounds = cut
@@ -138,10 +139,12 @@ def pool_core(
 
 
 #: input bytes per block: a block's intermediates stay in the L2/L3 caches
-BLOCK_BYTES = 1 << 21
+BLOCK_BYTES = 1 << 22
 
 
-def _blocks(x: Array, geom: Geometry) -> tuple[int, list[tuple[int, int]]] | None:
+def _blocks(
+    x: Array, geom: Geometry, threads: int = 1
+) -> tuple[int, list[tuple[int, int]]] | None:
     """(axis, [(lo, hi), ...]): the batch cut into blocks, or None (one block).
 
     Prefers a batch axis outside every pooled axis (so blocks are big
@@ -161,7 +164,11 @@ def _blocks(x: Array, geom: Geometry) -> tuple[int, list[tuple[int, int]]] | Non
     )
     length = x.shape[axis]
     step = max(1, BLOCK_BYTES // (x.nbytes // length))
-    edges = [*range(0, length, step), length]
+    # even blocks, as many as a multiple of the threads (a batch cut never
+    # changes a result, only how the work is shared)
+    count = -(-length // step)
+    count = min(length, -(-count // threads) * threads)
+    edges = [length * i // count for i in range(count + 1)]
     return axis, list(itertools.pairwise(edges))
 
 
@@ -314,7 +321,7 @@ def _track_loop(
         elif nan_rule == "omit":
             m |= np.isnan(out) & ~np.isnan(v)
         fold(out, v, out=out)
-        np.multiply(m, r, out=s, dtype=code_t)
+        np.multiply(m.view(code_t) if code_t == np.int8 else m, r, out=s, dtype=code_t)
         np.maximum(c, s, out=c)
     return values, rank
 
@@ -335,24 +342,112 @@ def _window_taps(
 
     Regular taps are clipped views (the windows ``region`` whose tap lies in
     the input); irregular ones are gathers, gathered once per outer tap.
+    When the innermost pooled axis is the array's contiguous last axis and
+    strided, it is first split into contiguous copies of its stride phases
+    (``_phases``): every tap then reads contiguous rows, which NumPy's
+    SIMD loops run several times faster than a strided read.
     """
+    plans = geom.plans
+    phases = _phases(src, plans[-1]) if plans else None
 
     def walk(
-        k: int, view: Array, region: list[slice], rank: int
+        k: int, views: list[Array | None], region: list[slice], rank: int
     ) -> Iterator[tuple[int, Array, tuple[slice, ...]]]:
-        if k == len(geom.plans):
-            yield rank, view, tuple(region)
+        if k == len(plans):
+            cells = views[0]
+            assert cells is not None
+            yield rank, cells, tuple(region)
             return
-        p = geom.plans[k]
+        p = plans[k]
+        inner = phases is not None and k == len(plans) - 1
         for j in range(p.taps):
-            cells, span = _axis_tap(view, p, j)
-            if cells is None:
-                continue
+            if inner:
+                cells, span = _phase_tap(views, p, j)
+                subviews: list[Array | None] = [cells]
+                if cells is None:
+                    continue
+            else:
+                if p.regular:
+                    first, stop = p.tap_span(j)[:2]
+                    if stop <= first:
+                        continue
+                    span = slice(first, stop)
+                else:
+                    span = slice(None)
+                subviews = [None if v is None else _axis_tap(v, p, j)[0] for v in views]
             sub = list(region)
             sub[p.axis] = span
-            yield from walk(k + 1, cells, sub, rank * p.taps + j)
+            yield from walk(k + 1, subviews, sub, rank * p.taps + j)
 
-    return walk(0, src, [slice(None)] * src.ndim, 0)
+    return walk(0, [src] if phases is None else phases, [slice(None)] * src.ndim, 0)
+
+
+def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
+    """Contiguous copies ``src[..., q::stride]`` of the phases ``q`` that the
+    taps of ``plan`` read (None for the others), or None where splitting
+    does not pay: an irregular or unstrided plan, or an axis that is not
+    the contiguous last one."""
+    a = plan.axis
+    if (
+        not plan.regular
+        or plan.stride < 2
+        or a != src.ndim - 1
+        or src.strides[a] != src.itemsize
+        or src.size == 0
+    ):
+        return None
+    s = plan.stride
+    used = set()
+    for j in range(plan.taps):
+        first, stop, cells = plan.tap_span(j)
+        if stop > first:
+            used.add(int(cells.start) % s)
+    views = [src[..., q::s] for q in range(s)]
+    sizes = [v.size if q in used else 0 for q, v in enumerate(views)]
+    buf = _scratch(sum(sizes) * src.itemsize)
+    phases: list[Array | None] = []
+    start = 0
+    for v, n in zip(views, sizes, strict=True):
+        if not n:
+            phases.append(None)
+            continue
+        chunk = buf[start : start + n * src.itemsize].view(src.dtype).reshape(v.shape)
+        np.copyto(chunk, v)
+        phases.append(chunk)
+        start += n * src.itemsize
+    return phases
+
+
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> Array:
+    """A byte buffer of at least ``nbytes`` for this thread's next block.
+
+    Block-sized buffers are kept and reused (a fresh allocation of this
+    size costs more in page faults than the work done in it); larger ones
+    are allocated each time. Only one user at a time per thread.
+    """
+    if nbytes > 4 * BLOCK_BYTES:
+        return np.empty(nbytes, dtype=np.uint8)
+    buf: Array | None = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _local.buf = np.empty(max(nbytes, BLOCK_BYTES), dtype=np.uint8)
+    return buf
+
+
+def _phase_tap(
+    phases: list[Array | None], plan: AxisPlan, j: int
+) -> tuple[Array | None, slice]:
+    """``_axis_tap`` of a regular strided plan, read from its phase copies."""
+    first, stop, cells = plan.tap_span(j)
+    if stop <= first:
+        return None, slice(0, 0)
+    start, s = int(cells.start), plan.stride
+    phase = phases[start % s]
+    assert phase is not None
+    lo = start // s
+    return phase[..., lo : lo + stop - first], slice(first, stop)
 
 
 def _axis_tap(src: Array, plan: AxisPlan, j: int) -> tuple[Array | None, slice]:
@@ -386,7 +481,10 @@ def _flat_indices(rank: Array, geom: Geometry) -> Array:
             i = np.arange(p.out, dtype=np.int64)
             first = i * p.stride - p.pad_before + p.origin
             origin = origin + geom.along(p, first * step)
-        flat = np.take(table, rank)
+        flat = np.empty(rank.shape, dtype=np.int64)
+        # mode="clip": ranks are in range, and "raise" on small-int ranks
+        # is ~8x slower (a buffered cast of every index)
+        np.take(table, rank, out=flat, mode="clip")
         flat += origin
         return flat
     flat = np.zeros(geom.out_shape, dtype=np.int64)
@@ -452,7 +550,10 @@ def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
                 if nan_count is not None:
                     count = count - nan_count
                 divisor = count.astype(acc)
-            result = total / divisor
+                if nan_count is None and count.size and count.min() == count.max():
+                    divisor = acc.type(count.flat[0])  # every window alike
+            # the sums are a fresh array of the accumulation dtype: divide in place
+            result = np.divide(total, divisor, out=total, casting="unsafe")
     if nan_count is not None:
         empty = geom.window_count(include_pad=False) == nan_count
         if np.any(empty):

@@ -9,7 +9,7 @@ Two adjoints cover every op, both reusing the forward's geometry:
 
 * **Routing** (max, min, adaptive and fractional max, Lp with ``p = inf``):
   the forward runs with ``return_indices=True`` and each output gradient is
-  added to the input cell its index names (``np.bincount`` over flat
+  added to the input cell its index names (``np.add.at`` over flat
   ``(batch plane, index)`` positions), so ties, NaN and overlapping windows
   behave exactly as the forward chose.
 * **Spreading** (average, sum, adaptive average, Lp): the adjoint of the
@@ -378,7 +378,8 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     """Add each output gradient to the input cell its index names.
 
     ``idx`` is flat over the pooled axes in ascending order within each
-    plane. NumPy scatters with ``np.bincount``; other array libraries, whose
+    plane. NumPy scatters with ``np.add.at`` (in output order, in the gradient's
+    dtype, as PyTorch accumulates); other array libraries, whose
     standard has no scatter, place the gradient tap by tap (``route_xp``).
     """
     xp = _ns(x)
@@ -406,17 +407,23 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     rows = max(1, BLOCK_BYTES // max(1, plane * 8))
     blocks = [(lo, min(lo + rows, n_batch)) for lo in range(0, n_batch, rows)]
 
+    # a window wholly in padding (dilation) carries PyTorch's out-of-plane
+    # index; its gradient belongs to the padding, so it is dropped
+    empty = any(
+        p.count_valid is not None and (p.count_valid == 0).any() for p in geom.plans
+    )
+
     def scatter(g_rows: Array, out: Array, lo: int, hi: int) -> None:
         ib = it[lo:hi]
-        # a window wholly in padding (dilation) carries PyTorch's out-of-plane
-        # index; its gradient belongs to the padding, so it is dropped
-        inside = (ib >= 0) & (ib < plane)
         local = np.arange(hi - lo, dtype=np.int64)[:, None] * plane + ib
-        weights = g_rows[lo:hi].astype(np.float64)
-        if not inside.all():
+        weights = g_rows[lo:hi]
+        if empty:
+            inside = (ib >= 0) & (ib < plane)
             local, weights = local[inside], weights[inside]
-        summed = np.bincount(local.ravel(), weights.ravel(), (hi - lo) * plane)
-        out[lo:hi] = summed.reshape(hi - lo, plane)
+        block = out[lo:hi].reshape(-1)
+        block.fill(0)
+        # in the output's dtype, in output order: PyTorch's accumulation
+        np.add.at(block, local.ravel(), weights.ravel())
 
     def route(g: Array) -> Array:
         g_rows = np.transpose(g, order).reshape(n_batch, per_plane)
