@@ -126,15 +126,16 @@ def pool_core(
             ):
                 out[_index(x.ndim, axis, slice(lo, hi))] = r
 
-    threads = min(get_num_threads(), len(bounds))
-    if threads < 2:
-        run(bounds)
-    else:
-        edges = [len(bounds) * i // threads for i in range(threads + 1)]
-        pool = executor(threads)
-        futures = [pool.submit(run, bounds[a:b]) for a, b in itertools.pairwise(edges)]
-        for f in futures:
-            f.result()
+    # Blocks run on the pool's threads even when there is only one: glibc
+    # gives each thread its own heap, and the main thread's heap hands its
+    # freed block temporaries back to the OS, which costs a page fault per
+    # page on the next block (measured: 5.6 ms instead of 2.5 ms for S6a).
+    threads = max(1, min(get_num_threads(), len(bounds)))
+    edges = [len(bounds) * i // threads for i in range(threads + 1)]
+    pool = executor(threads)
+    futures = [pool.submit(run, bounds[a:b]) for a, b in itertools.pairwise(edges)]
+    for f in futures:
+        f.result()
     return outs if return_indices else outs[0]  # type: ignore[return-value]
 
 
