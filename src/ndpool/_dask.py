@@ -241,13 +241,10 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
         return fn(x, axis=axes, keepdims=True).astype(out_dtype)
     if red.op not in ("sum", "avg"):
         return None
-    acc = (
-        np.promote_types(x.dtype, np.float32) if np.dtype(x.dtype).kind == "f" else None
-    )
-    if red.op == "sum" and acc is None:
-        acc = out_dtype
-    if acc is None:
-        acc = np.dtype(np.float64)
+    if np.dtype(x.dtype).kind == "f":  # as the core: at least float32
+        acc = np.promote_types(x.dtype, np.float32)
+    else:  # integers: the sum keeps its int64/uint64, an average is float64
+        acc = out_dtype if red.op == "sum" else np.dtype(np.float64)
     total = (da.nansum if omit else da.sum)(x, axis=axes, keepdims=True, dtype=acc)
     if omit:
         real = (~da.isnan(x)).sum(axis=axes, keepdims=True)
