@@ -1,21 +1,26 @@
 """The one compute core.
 
 Every pooling window is a Cartesian product of 1-D windows (see
-``_geometry``), so every reduction is done one pooled axis at a time:
-a *pass* over axis ``a`` loops over that axis' kernel taps, reads one strided
-slice (regular windows) or one gather (adaptive/fractional windows) per tap,
-and folds it into the output with a ufunc. No window view is ever
-materialised and no Python loop runs over output elements.
+``_geometry``). Values-only reductions (max, min, sums) are done one pooled
+axis at a time: a *pass* over axis ``a`` loops over that axis' kernel taps,
+reads one strided slice (clipped at the borders, so there is no padded copy)
+or one gather (adaptive/fractional windows) per tap, and folds it into the
+output with a ufunc. No window view is ever materialised and no Python loop
+runs over output elements. Max/min passes run outermost-first (whole rows),
+sums innermost-first.
 
-Max and min also track the winning tap of each pass as a small-integer code
-(int8 for up to 127 taps); the codes are widened to int64 flat indices once,
-at the end. Passes run from the innermost pooled axis outwards and replace a
-running maximum only on a strictly greater value, so ties go to the first
-maximum in row-major order; a NaN always replaces (``propagate``), so the
-last NaN wins, exactly as PyTorch.
+With indices, one loop runs over every tap of the whole window in row-major
+order and keeps the *rank* of the winning tap as a small integer; a tap
+replaces only on a strictly better value (ties: the first maximum in
+row-major order) or on a NaN (``propagate``: the last NaN wins), exactly as
+PyTorch. Ranks become int64 flat indices once, at the end.
 
 Sums (average, Lp) accumulate in at least float32 (float64 for integer
 input), and are divided by per-axis window counts multiplied together.
+
+Large inputs are cut along a batch axis into ~4 MiB blocks, shared over a
+thread pool; a batch cut never changes a result. Dask and Array-API inputs
+are handed to ``_dask`` and ``_xp``, which run the same plans.
 """
 
 from __future__ import annotations
