@@ -366,7 +366,7 @@ def _window_taps(
             return
         p = plans[k]
         inner = phases is not None and k == len(plans) - 1
-        for j in range(p.taps):
+        for j in p.live_taps:
             if inner:
                 cells, span = _phase_tap(views, p, j)
                 subviews: list[Array | None] = [cells]
@@ -397,6 +397,7 @@ def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
     if (
         not plan.regular
         or plan.stride < 2
+        or plan.stride > src.shape[a]  # one window: nothing to split
         or a != src.ndim - 1
         or src.strides[a] != src.itemsize
         or src.size == 0
@@ -404,7 +405,7 @@ def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
         return None
     s = plan.stride
     used = set()
-    for j in range(plan.taps):
+    for j in plan.live_taps:
         first, stop, cells = plan.tap_span(j)
         if stop > first:
             used.add(int(cells.start) % s)
@@ -472,13 +473,13 @@ def _axis_tap(src: Array, plan: AxisPlan, j: int) -> tuple[Array | None, slice]:
 def _flat_indices(rank: Array, geom: Geometry) -> Array:
     """Row-major flat index over the pooled axes (ascending), int64.
 
-    For regular windows the index is (window origin) + (a table lookup of
-    the tap's offset), two int64 passes; irregular windows decode each
-    axis' tap and clip it into its window.
+    For regular windows of a reasonable kernel the index is (window origin)
+    + (a table lookup of the tap's offset), two int64 passes; otherwise each
+    axis' tap is decoded from the rank (and clipped into its window).
     """
     steps = _weights([p.index_length for p in geom.plans])
     weights = _weights([p.taps for p in geom.plans])
-    if all(p.regular for p in geom.plans):
+    if all(p.regular for p in geom.plans) and geom.kernel_volume <= 1 << 16:
         table = np.zeros(1, dtype=np.int64)
         origin: Array = np.zeros((1,) * geom.ndim, dtype=np.int64)
         for p, step in zip(geom.plans, steps, strict=True):
@@ -639,7 +640,7 @@ def _fold_pass(
         return v
 
     spans = []  # (tap, windows that have it)
-    for j in range(plan.taps):
+    for j in plan.live_taps:
         first, stop = plan.tap_span(j)[:2] if plan.regular else (0, plan.out)
         if stop > first:
             spans.append((j, slice(first, stop)))

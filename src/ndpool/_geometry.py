@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -39,6 +40,7 @@ __all__ = [
     "IntArray",
     "adaptive_geometry",
     "check_dtype",
+    "check_output_size",
     "fractional_geometry",
     "normalize_axes",
     "regular_geometry",
@@ -204,6 +206,20 @@ class AxisPlan:
             and self.dilation == 1
             and self.taps == self.length
         )
+
+    @property
+    def live_taps(self) -> range:
+        """The taps that some window reads inside the input.
+
+        The others read only padding, so no loop needs them: a huge kernel
+        with "same" padding costs what its real cells cost, not its size.
+        """
+        if not self.regular or self.out <= 0:
+            return range(self.taps)
+        last_start = (self.out - 1) * self.stride - self.pad_before
+        first = max(0, -(last_start // self.dilation))  # some position >= 0
+        last = min(self.taps - 1, (self.length - 1 + self.pad_before) // self.dilation)
+        return range(first, max(first, last + 1))
 
     def tap_slice(self, j: int) -> slice:
         """Slice of a padded axis (length ``lo + length + hi``) read by tap j."""
@@ -455,19 +471,17 @@ def _regular_axis(
     ceil_mode: bool,
 ) -> AxisPlan:
     out = _out_length(length, k, s, d, pb, pa, ceil_mode)
-    i = np.arange(max(out, 0), dtype=np.int64)[:, None]
-    j = np.arange(k, dtype=np.int64)[None, :]
-    pos = i * s - pb + j * d  # (out, k)
-    valid = (pos >= 0) & (pos < length)
-    in_pad = (pos >= -pb) & (pos < length + pa)
-    # first valid tap; a window with none (possible with dilation) keeps
+    # per window, in closed form (O(out) memory, whatever the kernel size):
+    # tap j of window i reads i*s - pb + j*d
+    start = np.arange(max(out, 0), dtype=np.int64) * s - pb
+    first_nonneg = np.maximum(0, -(start // d))  # first j with a position >= 0
+    last_inside = np.minimum(k - 1, (length - 1 - start) // d)  # last j < length
+    count_valid = np.maximum(0, last_inside - first_nonneg + 1)
+    # cells inside the padded input [-pb, length + pa): j >= 0 always
+    count_padded = np.minimum(k, np.maximum(0, (length + pa - 1 - start) // d + 1))
+    # the first valid tap; a window with none (possible with dilation) keeps
     # PyTorch's start: the first tap at a non-negative position
-    nonneg = pos >= 0
-    first = np.where(
-        valid.any(axis=1),
-        valid.argmax(axis=1),
-        np.minimum(nonneg.argmax(axis=1), k - 1),
-    )
+    first = np.minimum(first_nonneg, k - 1)
     hi = max(0, (out - 1) * s - pb + (k - 1) * d - (length - 1)) if out > 0 else 0
     return AxisPlan(
         axis=axis,
@@ -481,9 +495,9 @@ def _regular_axis(
         pad_after=pa,
         lo=pb if out > 0 else 0,
         hi=hi,
-        first_tap=_frozen(first.astype(np.int64)),
-        count_valid=_frozen(valid.sum(axis=1).astype(np.int64)),
-        count_padded=_frozen(in_pad.sum(axis=1).astype(np.int64)),
+        first_tap=_frozen(first),
+        count_valid=_frozen(count_valid),
+        count_padded=_frozen(count_padded),
     )
 
 
@@ -554,6 +568,30 @@ def _irregular_axis(
     )
 
 
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, where the OS says (POSIX)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_output_size(shape: Sequence[int], name: str) -> None:
+    """Refuse an output no machine memory could hold (even at 1 byte a cell).
+
+    Without this, a huge ``output_size`` would be allocated lazily and the
+    process killed by the OS when it is filled, instead of an error.
+    """
+    total = math.prod(shape)
+    limit = _memory_bytes()
+    if limit is not None and total > limit:
+        msg = (
+            f"{name} asks for an output of shape {tuple(shape)} ({total:,} cells), "
+            f"more than this machine's memory ({limit:,} bytes) can hold"
+        )
+        raise ValueError(msg)
+
+
 @functools.lru_cache(maxsize=256)
 def _adaptive_axis(axis: int, length: int, out: int, ndim: int) -> AxisPlan:
     if 0 < out <= length and length % out == 0:  # equal windows: a regular plan
@@ -569,6 +607,10 @@ def adaptive_geometry(
     shape: tuple[int, ...], axes: tuple[int, ...], output_size: tuple[int, ...]
 ) -> Geometry:
     """Adaptive windows ``[floor(i*L/O), ceil((i+1)*L/O))`` per axis."""
+    out_shape = list(shape)
+    for a, o in zip(axes, output_size, strict=True):
+        out_shape[a] = o
+    check_output_size(out_shape, "output_size")
     plans = [
         _adaptive_axis(a, shape[a], o, len(shape))
         for a, o in zip(axes, output_size, strict=True)

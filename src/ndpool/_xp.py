@@ -201,7 +201,7 @@ def _compare(
             assert other.first_tap is not None
             first = _along(xp, _const(xp, other.first_tap, cur, xp.int64), b, cur.ndim)
             carried[b] = xp.broadcast_to(first, tuple(shape))
-        for j in range(plan.taps):
+        for j in plan.live_taps:
             v = _tap(xp, cur, plan, j)
             mask = better(v, out)
             if is_float:
@@ -307,7 +307,7 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
         shape = list(cur.shape)
         shape[plan.axis] = plan.out
         out = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
-        for j in range(plan.taps):
+        for j in plan.live_taps:
             v = _tap(xp, cur, plan, j)
             if not plan.regular:
                 valid = _const(xp, plan.tap_valid(j), cur)
@@ -483,7 +483,7 @@ def sum_adjoint_xp(g: Any, geom: Geometry) -> Any:
     cur = g
     for plan in geom.plans:  # the forward ran them innermost first
         total = None
-        for j in range(plan.taps):
+        for j in plan.live_taps:
             placed = _place(xp, cur, plan, j)
             total = placed if total is None else total + placed
         assert total is not None
@@ -507,7 +507,7 @@ def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
         step *= plan.index_length
     steps.reverse()
     total = None
-    for taps in itertools.product(*(range(p.taps) for p in geom.plans)):
+    for taps in itertools.product(*(p.live_taps for p in geom.plans)):
         flat = np.zeros((1,) * ndim, dtype=np.int64)
         ok = np.ones((1,) * ndim, dtype=bool)
         for plan, j, st in zip(geom.plans, taps, steps, strict=True):

@@ -41,6 +41,7 @@ from ._core import Reduction, pool_core, unpool_core
 from ._geometry import (
     adaptive_geometry,
     as_int_tuple,
+    check_output_size,
     check_positive,
     fractional_geometry,
 )
@@ -700,14 +701,20 @@ def _fractional(
 
 
 def _ratio_tuple(output_ratio: object, nd: int) -> tuple[float, ...]:
+    ratios: tuple[float, ...] | None = None
     if isinstance(output_ratio, numbers.Real):
-        return (float(output_ratio),) * nd
-    if isinstance(output_ratio, Sequence) and not isinstance(output_ratio, str):
+        ratios = (float(output_ratio),) * nd
+    elif isinstance(output_ratio, Sequence) and not isinstance(output_ratio, str):
         items = tuple(output_ratio)  # PyTorch: exactly nd, no broadcast
         if len(items) == nd and all(isinstance(r, numbers.Real) for r in items):
-            return tuple(float(r) for r in items)
-    msg = f"output_ratio must be a number or {nd} numbers, got {output_ratio!r}"
-    raise ValueError(msg)
+            ratios = tuple(float(r) for r in items)
+    if ratios is None:
+        msg = f"output_ratio must be a number or {nd} numbers, got {output_ratio!r}"
+        raise ValueError(msg)
+    if not all(math.isfinite(r) for r in ratios):
+        msg = f"output_ratio={output_ratio!r} must be finite"
+        raise ValueError(msg)
+    return ratios
 
 
 def fractional_max_pool2d(
@@ -792,6 +799,8 @@ def _max_unpool(
         sizes = default
     else:
         sizes = _unpool_size(output_size, default, strides, arr.ndim, nd)
+    batch = [arr.shape[i] for i in range(arr.ndim) if i not in axes]
+    check_output_size([*batch, *sizes], f"{name}: kernel_size, stride and output_size")
     for i, size in enumerate(sizes):
         if size < 0:  # PyTorch allows an empty output (and then reads no index)
             msg = f"{name}: the output size {sizes} must be non-negative (axis {i})"

@@ -597,14 +597,14 @@ def _unsum_pass(src: Array, plan: AxisPlan, geom: Geometry) -> Array:
     out = np.zeros(shape, dtype=src.dtype)
     if plan.regular:
         index: list[slice] = [slice(None)] * src.ndim
-        for j in range(plan.taps):
+        for j in plan.live_taps:
             index[a] = plan.tap_slice(j)
             out[tuple(index)] += src
         return out
     moved_out = np.moveaxis(out, a, 0)  # a view: writes land in ``out``
     moved_src = np.moveaxis(src, a, 0)
     unique = plan.out <= plan.length  # adaptive starts strictly increase
-    for j in range(plan.taps):
+    for j in plan.live_taps:
         valid = plan.tap_valid(j)
         if valid.ndim != 1:  # per-plane windows: only fractional (max) has them
             msg = "summing over per-plane (fractional) windows has no adjoint"
