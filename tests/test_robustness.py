@@ -60,3 +60,12 @@ def test_huge_kernel_matches_torch() -> None:
         )
     out, pull = ndpool.vjp(F.avg_pool1d, x, 10001, None, 5000)
     assert pull(np.ones_like(out)).shape == x.shape
+
+
+def test_huge_kernel_on_dask_plans_in_output_memory() -> None:
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(2).random((2, 3, 9)).astype(np.float32)
+    got = F.max_pool1d(da.from_array(x, chunks=(1, 3, 4)), 10**9, None, 5 * 10**8)
+    np.testing.assert_array_equal(
+        got.compute(), F.max_pool1d(x, 10**9, None, 5 * 10**8)
+    )

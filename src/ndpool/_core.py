@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import AxisPlan, Geometry, IntArray
+from ._geometry import AxisPlan, Geometry, IntArray, _along
 from ._threads import executor, get_num_threads
 
 __all__ = ["Reduction", "pool_core", "recording", "unpool_core"]
@@ -669,12 +669,6 @@ def _outside(span: slice, n: int) -> list[slice]:
     lo = 0 if span.start is None else int(span.start)
     hi = n if span.stop is None else int(span.stop)
     return [s for s in (slice(0, lo), slice(hi, n)) if s.stop > s.start]
-
-
-def _along(values: Array, axis: int, ndim: int) -> Array:
-    shape = [1] * ndim
-    shape[axis] = values.shape[0]
-    return values.reshape(shape)
 
 
 # --------------------------------------------------------------------------

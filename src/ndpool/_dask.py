@@ -29,18 +29,15 @@ Array = npt.NDArray[Any]
 
 def _needed(plan: AxisPlan) -> tuple[Array, Array]:
     """Per output window, the input cells it reads: ``[lo, hi)``, clipped."""
-    out = plan.out
-    if plan.regular:
-        i = np.arange(out, dtype=np.int64)[:, None]
-        j = np.arange(plan.taps, dtype=np.int64)[None, :]
-        pos = i * plan.stride - plan.pad_before + j * plan.dilation
-        valid = (pos >= 0) & (pos < plan.length)
-        big = np.iinfo(np.int64).max
-        lo = np.where(valid, pos, big).min(axis=1)
-        hi = np.where(valid, pos + 1, -1).max(axis=1)
-        empty = ~valid.any(axis=1)
-        start = np.clip(pos[:, 0], 0, plan.length)
-        return np.where(empty, start, lo), np.where(empty, start, hi)
+    if plan.regular:  # from the plan's own first valid tap and cell count
+        assert plan.first_tap is not None
+        assert plan.count_valid is not None
+        start = np.arange(plan.out, dtype=np.int64) * plan.stride - plan.pad_before
+        lo = start + plan.first_tap * plan.dilation
+        hi = lo + (plan.count_valid - 1) * plan.dilation + 1
+        empty = plan.count_valid == 0
+        clipped = np.clip(start, 0, plan.length)
+        return np.where(empty, clipped, lo), np.where(empty, clipped, hi)
     assert plan.starts is not None
     assert plan.ends is not None
     return plan.starts.astype(np.int64), plan.ends.astype(np.int64)

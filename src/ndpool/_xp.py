@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._core import _acc_dtype, _fill_value
 from ._geometry import AxisPlan, Geometry
 
 __all__ = [
@@ -164,22 +165,11 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
 # max / min
 
 
-def _fill(dtype: np.dtype[Any], op: str, omit: bool) -> Any:
-    if dtype.kind == "f":
-        if omit:
-            return float("nan")
-        return float("-inf") if op == "max" else float("inf")
-    if dtype.kind == "b":
-        return op != "max"
-    info = np.iinfo(dtype)
-    return int(info.min if op == "max" else info.max)
-
-
 def _compare(
     xp: Any, x: Any, geom: Geometry, op: str, omit: bool
 ) -> tuple[Any, dict[int, Any]]:
     dtype = np_dtype(xp, x.dtype)
-    fill = _fill(dtype, op, omit)
+    fill = _fill_value(dtype, op, omit)
     cur = _pad(xp, x, geom, fill)
     if dtype.kind == "b":  # no order on bools in the standard: True > False
         better: Any = (lambda v, o: v & ~o) if op == "max" else (lambda v, o: ~v & o)
@@ -249,16 +239,8 @@ def _flat_indices(xp: Any, codes: dict[int, Any], geom: Geometry, like: Any) -> 
 # sums
 
 
-def _acc(dtype: np.dtype[Any], op: str) -> np.dtype[Any]:
-    if dtype.kind == "f":
-        return np.promote_types(dtype, np.float32)
-    if op == "sum":
-        return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)
-    return np.dtype(np.float64)
-
-
 def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> Any:
-    acc_np = _acc(dtype, red.op)
+    acc_np = _acc_dtype(dtype, red.op)
     acc = _xp_dtype(xp, acc_np)
     omit = red.nan_omit and dtype.kind == "f"
     terms = xp.astype(x, acc)

@@ -38,6 +38,7 @@ from . import functional as F
 from ._core import BLOCK_BYTES, Reduction, pool_core, recording
 from ._geometry import AxisPlan, Geometry
 from ._threads import executor, get_num_threads
+from ._xp import _const as xp_const
 from ._xp import host_dtype, namespace, route_xp, sum_adjoint_xp
 from .pooling import (
     as_array,
@@ -503,11 +504,7 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
 
 def _const(xp: Any, values: Any, like: Any) -> Any:
     """A host-side count array on ``like``'s device (NumPy: as it is)."""
-    if xp is np:
-        return values
-    import array_api_compat
-
-    return xp.asarray(np.array(values), device=array_api_compat.device(like))
+    return values if xp is np else xp_const(xp, values, like)
 
 
 def _torch_lp_parts(
