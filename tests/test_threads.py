@@ -80,14 +80,33 @@ def _as_tuple(r: Any) -> tuple[Any, ...]:
     return r if isinstance(r, tuple) else (r,)
 
 
+CALLS.update(
+    {
+        "lp_inf": lambda x: F.lp_pool2d(x, float("inf"), 2),
+        "torch_lp": lambda x: F.lp_pool2d(x, 2.0, 3, 2),
+        "sum": lambda x: ndpool.pool(x, 2, op="sum", axes=(2, 3)),
+        "avg_int": lambda x: ndpool.pool(
+            x.astype(np.int16), 2, op="avg", axes=(2, 3), dtype=np.uint8
+        ),
+        "max_int_idx": lambda x: ndpool.pool(
+            x.astype(np.int32), 2, axes=(2, 3), return_indices=True, dtype=np.float32
+        ),
+        "avg_half": lambda x: F.avg_pool2d(x.astype(np.float16), 3, 2),
+    }
+)
+
+
 @pytest.mark.parametrize("name", sorted(CALLS))
 @pytest.mark.parametrize("n", [1, 5, 7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_same_result_any_thread_count(name: str, n: int, dtype: Any) -> None:
+def test_same_result_any_thread_count(
+    name: str, n: int, dtype: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x = _x((n, 3, 12, 11), dtype, nan=0.05 if "omit" in name else 0.0)
-    with ndpool.set_num_threads(1):
+    with monkeypatch.context() as m:  # one block: no batch cut at all
+        m.setattr(_core, "_blocks", lambda *args: None)
         want = _as_tuple(CALLS[name](x))
-    for threads in (2, 3, 5):
+    for threads in (1, 2, 3, 5):
         with ndpool.set_num_threads(threads):
             got = _as_tuple(CALLS[name](x))
         for g, w in zip(got, want, strict=True):

@@ -125,11 +125,15 @@ def pool_core(
                     sub = subs[hi - lo] = _batch_slice(geom, axis, lo, hi)
             else:
                 sub = _batch_slice(geom, axis, lo, hi)
-            res = _pool_block(_along_slice(x, axis, lo, hi), sub, red, return_indices)
-            for out, r in zip(
-                outs, res if isinstance(res, tuple) else (res,), strict=True
-            ):
-                out[_index(x.ndim, axis, slice(lo, hi))] = r
+            region = _index(x.ndim, axis, slice(lo, hi))
+            dest = tuple(out[region] for out in outs)
+            res = _pool_block(
+                _along_slice(x, axis, lo, hi), sub, red, return_indices, dest
+            )
+            results = res if isinstance(res, tuple) else (res,)
+            for d, r in zip(dest, results, strict=True):
+                if r is not d:  # a path that could not write in place
+                    d[...] = r
 
     # Blocks run on the pool's threads even when there is only one: glibc
     # gives each thread its own heap, and the main thread's heap hands its
@@ -220,25 +224,48 @@ def _batch_slice(geom: Geometry, axis: int, lo: int, hi: int) -> Geometry:
 
 
 def _pool_block(
-    x: Array, geom: Geometry, red: Reduction, return_indices: bool
+    x: Array,
+    geom: Geometry,
+    red: Reduction,
+    return_indices: bool,
+    dest: tuple[Array, ...] | None = None,
 ) -> Array | tuple[Array, Array]:
-    """Pool one block (the whole input, or one slice of the batch)."""
+    """Pool one block (the whole input, or one slice of the batch).
+
+    ``dest`` (values, and indices with ``return_indices``): where the
+    results go. The last pass writes into them when its dtype allows, and
+    then returns them (the caller copies any result that is not ``dest``).
+    """
+    values_dest = indices_dest = None
+    if dest is not None:
+        values_dest = dest[0]
+        indices_dest = dest[1] if return_indices else None
     if red.op in ("max", "min"):
         omit = red.nan_omit and x.dtype.kind == "f"
+        into = _into(values_dest, x.dtype, red.dtype)
         if return_indices:
-            values, flat = _track(x, geom, red.op, omit)
+            values, flat = _track(x, geom, red.op, omit, into, indices_dest)
             return _cast(values, red.dtype), flat
-        return _cast(_extreme(x, geom, red.op, omit), red.dtype)
+        return _cast(_extreme(x, geom, red.op, omit, into), red.dtype)
     if red.op == "lp" and red.norm_type == np.inf:
         omit = red.nan_omit and x.dtype.kind == "f"
         # integers: float64 like every Lp of integers (and no abs overflow)
         mag = np.abs(x if x.dtype.kind == "f" else x.astype(np.float64))
-        return _cast(_extreme(mag, geom, "max", omit), red.dtype)
+        into = _into(values_dest, mag.dtype, red.dtype)
+        return _cast(_extreme(mag, geom, "max", omit, into), red.dtype)
     out_dtype = red.dtype
     if out_dtype is None and x.dtype.kind == "f":
         out_dtype = x.dtype  # float16 sums in float32 but keeps its dtype
+    into = _into(values_dest, _acc_dtype(x.dtype, red.op), out_dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as torch
-        return _cast(_summed(x, geom, red), out_dtype)
+        return _cast(_summed(x, geom, red, into), out_dtype)
+
+
+def _into(dest: Array | None, work: np.dtype[Any], want: Any) -> Array | None:
+    """``dest`` if results computed in ``work`` need no cast to go there."""
+    if dest is None or dest.dtype != work or (want is not None and want != work):
+        return None
+    return dest
 
 
 # --------------------------------------------------------------------------
@@ -270,15 +297,24 @@ def _folds(op: str, omit: bool) -> tuple[np.ufunc, np.ufunc]:
     return (np.fmin if omit else np.minimum), np.less
 
 
-def _extreme(x: Array, geom: Geometry, op: str, omit: bool) -> Array:
+def _extreme(
+    x: Array, geom: Geometry, op: str, omit: bool, into: Array | None = None
+) -> Array:
     """Max or min values only: any tap order gives the same result, so the
     passes run from the outermost pooled axis in (whole rows first)."""
     fold, _ = _folds(op, omit)
     fill = _fill_value(x.dtype, op, omit)
-    return _fold_all(x, geom, fold, fill, x.dtype, geom.plans)
+    return _fold_all(x, geom, fold, fill, x.dtype, geom.plans, into)
 
 
-def _track(x: Array, geom: Geometry, op: str, omit: bool) -> tuple[Array, Array]:
+def _track(
+    x: Array,
+    geom: Geometry,
+    op: str,
+    omit: bool,
+    into: Array | None = None,
+    flat_into: Array | None = None,
+) -> tuple[Array, Array]:
     """Max or min with the int64 flat index of the winner.
 
     One loop over every tap of the whole window, in row-major order (the
@@ -294,10 +330,12 @@ def _track(x: Array, geom: Geometry, op: str, omit: bool) -> tuple[Array, Array]
     fill = _fill_value(x.dtype, op, omit)
     # without NaN the rule is just "strictly better"; with propagate a NaN
     # anywhere in a window makes its value NaN, and the block is redone
-    values, rank = _track_loop(x, geom, fold, better, fill, "omit" if omit else "none")
+    values = np.empty(geom.out_shape, dtype=x.dtype) if into is None else into
+    rule = "omit" if omit else "none"
+    rank = _track_loop(x, geom, fold, better, fill, rule, values)
     if not omit and x.dtype.kind == "f" and np.isnan(values).any():
-        values, rank = _track_loop(x, geom, fold, better, fill, "propagate")
-    return values, _flat_indices(rank, geom)
+        rank = _track_loop(x, geom, fold, better, fill, "propagate", values)
+    return values, _flat_indices(rank, geom, flat_into)
 
 
 def _track_loop(
@@ -307,10 +345,12 @@ def _track_loop(
     better: np.ufunc,
     fill: Any,
     nan_rule: str,
-) -> tuple[Array, Array]:
+    values: Array,
+) -> Array:
+    """Fill ``values`` with the running max/min; return the winners' ranks."""
     taps = [p.taps for p in geom.plans]
     code_t = _code_dtype(math.prod(taps))
-    values = np.full(geom.out_shape, fill, dtype=x.dtype)
+    values.fill(fill)
     rank = np.zeros(geom.out_shape, dtype=code_t)
     for p, weight in zip(
         geom.plans, _weights(taps), strict=True
@@ -329,7 +369,7 @@ def _track_loop(
         fold(out, v, out=out)
         np.multiply(m.view(code_t) if code_t == np.int8 else m, r, out=s, dtype=code_t)
         np.maximum(c, s, out=c)
-    return values, rank
+    return rank
 
 
 def _weights(taps: Sequence[int]) -> list[int]:
@@ -470,7 +510,7 @@ def _axis_tap(src: Array, plan: AxisPlan, j: int) -> tuple[Array | None, slice]:
     return np.take_along_axis(src, idx, axis=plan.axis), slice(None)
 
 
-def _flat_indices(rank: Array, geom: Geometry) -> Array:
+def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Array:
     """Row-major flat index over the pooled axes (ascending), int64.
 
     For regular windows of a reasonable kernel the index is (window origin)
@@ -488,13 +528,15 @@ def _flat_indices(rank: Array, geom: Geometry) -> Array:
             i = np.arange(p.out, dtype=np.int64)
             first = i * p.stride - p.pad_before + p.origin
             origin = origin + geom.along(p, first * step)
-        flat = np.empty(rank.shape, dtype=np.int64)
+        flat = np.empty(rank.shape, dtype=np.int64) if into is None else into
         # mode="clip": ranks are in range, and "raise" on small-int ranks
         # is ~8x slower (a buffered cast of every index)
         np.take(table, rank, out=flat, mode="clip")
         flat += origin
         return flat
-    flat = np.zeros(geom.out_shape, dtype=np.int64)
+    flat = np.zeros(geom.out_shape, dtype=np.int64) if into is None else into
+    if into is not None:
+        flat.fill(0)
     for p, step, weight in zip(geom.plans, steps, weights, strict=True):
         code = (rank // weight) % p.taps
         flat += (p.positions(code, geom.ndim) + p.origin) * step
@@ -513,7 +555,9 @@ def _acc_dtype(dtype: np.dtype[Any], op: str) -> np.dtype[Any]:
     return np.dtype(np.float64)
 
 
-def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
+def _summed(
+    x: Array, geom: Geometry, red: Reduction, into: Array | None = None
+) -> Array:
     acc = _acc_dtype(x.dtype, red.op)
     omit = red.nan_omit and x.dtype.kind == "f"
     nan_mask = np.isnan(x) if omit else None
@@ -529,7 +573,7 @@ def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
     if nan_mask is not None:
         terms = np.where(nan_mask, 0, terms)
 
-    total = _sum_all(terms, geom, acc)
+    total = _sum_all(terms, geom, acc, into)
     nan_count = (
         _sum_all(nan_mask, geom, np.dtype(np.int64)) if nan_mask is not None else None
     )
@@ -539,7 +583,7 @@ def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
             result = total
         elif red.op == "lp":
             assert red.norm_type is not None
-            result = np.power(total, acc.type(1.0 / red.norm_type))
+            result = np.power(total, acc.type(1.0 / red.norm_type), out=total)
         elif red.op == "torch_lp":
             assert red.norm_type is not None
             mean = total / geom.window_count(include_pad=True).astype(acc)
@@ -568,9 +612,11 @@ def _summed(x: Array, geom: Geometry, red: Reduction) -> Array:
     return np.asarray(result)
 
 
-def _sum_all(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
+def _sum_all(
+    x: Array, geom: Geometry, acc: np.dtype[Any], into: Array | None = None
+) -> Array:
     """Window sums; the passes run from the innermost pooled axis out."""
-    return _fold_all(x, geom, np.add, 0, acc, reversed(geom.plans))
+    return _fold_all(x, geom, np.add, 0, acc, reversed(geom.plans), into)
 
 
 def _fold_all(
@@ -580,14 +626,17 @@ def _fold_all(
     fill: Any,
     acc: np.dtype[Any],
     order: Iterable[AxisPlan],
+    into: Array | None = None,
 ) -> Array:
-    """Fold every window of ``x`` with ``fold``, one pooled axis per pass."""
+    """Fold every window of ``x`` with ``fold``, one pooled axis per pass;
+    the last pass writes into ``into`` when given (of dtype ``acc``)."""
     plans = list(order)
     if fold is np.add and plans and all(_whole(p) for p in plans):
         return _global_sum(x, geom, acc)
     cur = x
-    for plan in plans:
-        cur = _fold_pass(cur, plan, fold, fill, acc)
+    for i, plan in enumerate(plans):
+        last = i == len(plans) - 1
+        cur = _fold_pass(cur, plan, fold, fill, acc, into if last else None)
     if cur is x:
         cur = x.astype(acc, copy=True)
     return cur
@@ -612,18 +661,25 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
 
 
 def _fold_pass(
-    src: Array, plan: AxisPlan, fold: np.ufunc, fill: Any, acc: np.dtype[Any]
+    src: Array,
+    plan: AxisPlan,
+    fold: np.ufunc,
+    fill: Any,
+    acc: np.dtype[Any],
+    into: Array | None = None,
 ) -> Array:
     """Fold the taps of one axis: two taps every window has initialise the
     output (no fill pass), the others fold in place on the windows whose tap
-    lies inside the input (no padded copy)."""
+    lies inside the input (no padded copy). The output is ``into`` if given."""
     a = plan.axis
     if _whole(plan):
         with np.errstate(invalid="ignore"):  # a NaN is a value here, not an error
-            return np.asarray(fold.reduce(src, axis=a, keepdims=True, dtype=acc))
+            return np.asarray(
+                fold.reduce(src, axis=a, keepdims=True, dtype=acc, out=into)
+            )
     shape = list(src.shape)
     shape[a] = plan.out
-    out = np.empty(shape, dtype=acc)
+    out = np.empty(shape, dtype=acc) if into is None else into
 
     def region(span: slice) -> tuple[slice, ...]:
         return _index(src.ndim, a, span)
