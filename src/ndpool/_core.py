@@ -594,15 +594,18 @@ def _summed(
             )
             result = np.power(scaled, acc.type(1.0 / red.norm_type))
         else:  # avg
+            uniform = None
+            if nan_count is None:
+                uniform = geom.uniform_count(include_pad=red.count_include_pad)
             if red.divisor_override is not None:
                 divisor: Any = acc.type(red.divisor_override)
+            elif uniform is not None:
+                divisor = acc.type(uniform)  # every window alike
             else:
                 count = geom.window_count(include_pad=red.count_include_pad)
                 if nan_count is not None:
                     count = count - nan_count
                 divisor = count.astype(acc)
-                if nan_count is None and count.size and count.min() == count.max():
-                    divisor = acc.type(count.flat[0])  # every window alike
             # the sums are a fresh array of the accumulation dtype: divide in place
             result = np.divide(total, divisor, out=total, casting="unsafe")
     if nan_count is not None:
@@ -653,11 +656,31 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
     otherwise) summed by one einsum, so every layout sums in the same order.
     """
     pooled = geom.axes
-    batch = [a for a in range(x.ndim) if a not in pooled]
-    rows = np.ascontiguousarray(np.transpose(x, [*batch, *pooled]))
-    cells = math.prod(x.shape[a] for a in pooled)
-    total = np.einsum("ij->i", rows.reshape(-1, cells), dtype=acc, casting="unsafe")
-    return np.asarray(total).reshape(geom.out_shape)
+    order = [a for a in range(x.ndim) if a not in pooled] + list(pooled)
+    if order != list(range(x.ndim)):
+        x = np.transpose(x, order)
+    cells = math.prod(x.shape[x.ndim - len(pooled) :])
+    matrix = np.ascontiguousarray(x).reshape(-1, cells)
+    total = np.empty(matrix.shape[0], dtype=acc)
+    # rows are independent: large inputs share them out, the calling thread
+    # taking the first share (no temporaries here, so no heap to protect)
+    threads = min(get_num_threads(), matrix.nbytes // BLOCK_BYTES, len(total))
+    edges = [len(total) * i // max(1, threads) for i in range(max(1, threads) + 1)]
+    spans = list(itertools.pairwise(edges))
+    futures = []
+    if threads > 1:
+        pool = executor(threads - 1)
+        futures = [pool.submit(_row_sums, matrix, total, *e) for e in spans[1:]]
+    _row_sums(matrix, total, *spans[0])
+    for f in futures:
+        f.result()
+    return total.reshape(geom.out_shape)
+
+
+def _row_sums(matrix: Array, total: Array, lo: int, hi: int) -> None:
+    np.einsum(
+        "ij->i", matrix[lo:hi], dtype=total.dtype, casting="unsafe", out=total[lo:hi]
+    )
 
 
 def _fold_pass(

@@ -360,6 +360,21 @@ class Geometry:
             total = total * (self.along(p, counts) if counts.ndim == 1 else counts)
         return total
 
+    def uniform_count(self, *, include_pad: bool) -> int | None:
+        """``window_count`` when every window has the same count, else None
+        (without building the broadcast product)."""
+        total = 1
+        for p in self.plans:
+            counts = p.count_padded if include_pad else p.count_valid
+            assert counts is not None
+            if counts.size == 0:
+                return None
+            first = int(counts.flat[0])
+            if counts.size > 1 and not (counts == first).all():
+                return None
+            total *= first
+        return total
+
     @property
     def kernel_volume(self) -> int:
         return math.prod(p.taps for p in self.plans)
@@ -568,6 +583,7 @@ def _irregular_axis(
     )
 
 
+@functools.cache
 def _memory_bytes() -> int | None:
     """This machine's physical memory, where the OS says (POSIX)."""
     try:
