@@ -14,7 +14,7 @@ import pytest
 
 import ndpool
 import ndpool.functional as F
-from ndpool import _core
+from ndpool import _core, _threads
 
 Call = Callable[[np.ndarray], Any]
 
@@ -206,3 +206,65 @@ def _geom(shape: tuple[int, ...]) -> Any:
     from ndpool._geometry import regular_geometry
 
     return regular_geometry(shape, (2, 3), (2, 2), (2, 2), ((0, 0),) * 2, (1, 1), False)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 50])
+def test_share_runs_every_item_once(threads: int, count: int) -> None:
+    done: list[int] = []
+    _threads.share(done.append, range(count), threads)
+    assert sorted(done) == list(range(count))
+
+
+def test_share_one_thread_stays_on_the_caller() -> None:
+    import threading
+
+    seen: set[int] = set()
+    _threads.share(lambda _: seen.add(threading.get_ident()), range(20), 1)
+    assert seen == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_share_raises_the_error_and_stops_handing_out(threads: int) -> None:
+    import time
+
+    done: list[int] = []
+
+    def work(i: int) -> None:
+        if i == 3:
+            msg = "block 3 failed"
+            raise RuntimeError(msg)
+        time.sleep(0.001)
+        done.append(i)
+
+    with pytest.raises(RuntimeError, match="block 3 failed"):
+        _threads.share(work, range(1000), threads)
+    assert len(done) < 100  # the rest was never handed out
+
+
+def test_core_error_in_a_block_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    original = _core._pool_block
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise MemoryError
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "_pool_block", failing)
+    with ndpool.set_num_threads(2), pytest.raises(MemoryError):
+        F.max_pool2d(_x((8, 3, 12, 11)), 2)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_global_sums_shared_over_threads(threads: int) -> None:
+    x = _x((61, 3, 12, 11))  # ~97 KB: several spans of the 4 KiB test blocks
+    with ndpool.set_num_threads(1):
+        want = F.adaptive_avg_pool2d(x, 1), ndpool.global_avg_pool(x)
+    with ndpool.set_num_threads(threads):
+        got = F.adaptive_avg_pool2d(x, 1), ndpool.global_avg_pool(x)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_allclose(got[0], x.mean(axis=(2, 3), keepdims=True), rtol=1e-6)

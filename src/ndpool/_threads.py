@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
+from typing import TypeVar
 
-__all__ = ["executor", "get_num_threads", "set_num_threads"]
+__all__ = ["executor", "get_num_threads", "set_num_threads", "share"]
+
+T = TypeVar("T")
 
 ENV_VAR = "NDPOOL_NUM_THREADS"
 
@@ -124,3 +128,43 @@ def executor(workers: int) -> ThreadPoolExecutor:
             if old is not None:
                 old.shutdown(wait=False)
         return _pool
+
+
+def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None:
+    """Call ``work(item)`` for every item, on up to ``threads`` threads.
+
+    The calling thread and ``threads - 1`` pool threads take the items one
+    at a time, whichever asks next, so a helper that is slow to wake up (an
+    idle virtual CPU can take over a millisecond) delays nothing: the work
+    is shared as the threads actually run. The first error stops the
+    hand-out and is raised once every thread has stopped.
+    """
+    todo = list(items)
+    pending = iter(todo)
+    lock = threading.Lock()
+
+    def drain() -> None:
+        nonlocal pending
+        while True:
+            with lock:
+                item = next(pending, _DONE)
+            if item is _DONE:
+                return
+            try:
+                work(item)  # type: ignore[arg-type]
+            except BaseException:
+                with lock:
+                    pending = iter(())
+                raise
+
+    helpers = max(0, min(threads, len(todo)) - 1)
+    futures = [executor(helpers).submit(drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:
+        wait(futures)
+    for f in futures:
+        f.result()
+
+
+_DONE = object()

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from . import functional as F
 from ._core import BLOCK_BYTES, Reduction, pool_core, recording
 from ._geometry import AxisPlan, Geometry
-from ._threads import executor, get_num_threads
+from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
 from ._xp import host_dtype, namespace, route_xp, sum_adjoint_xp
 from .pooling import (
@@ -429,15 +429,7 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     def route(g: Array) -> Array:
         g_rows = np.transpose(g, order).reshape(n_batch, per_plane)
         out = np.empty((n_batch, plane), dtype=np.promote_types(x.dtype, g.dtype))
-        threads = min(get_num_threads(), len(blocks))
-        if threads < 2:
-            for lo, hi in blocks:
-                scatter(g_rows, out, lo, hi)
-        else:
-            pool = executor(threads)
-            futures = [pool.submit(scatter, g_rows, out, lo, hi) for lo, hi in blocks]
-            for f in futures:
-                f.result()
+        share(lambda b: scatter(g_rows, out, *b), blocks, get_num_threads())
         grad = np.transpose(out.reshape(shape_t), inverse)
         return grad if nan_mask is None else np.where(nan_mask, 0, grad)
 
