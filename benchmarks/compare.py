@@ -376,7 +376,10 @@ def spawn(args: list[str]) -> dict:
 
 
 def fmt(v: float | None, digits: int = 1) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
+    """Milliseconds to ``digits`` decimals; below 1 ms, to 3 (S6b is 0.2 ms)."""
+    if v is None:
+        return "—"
+    return f"{v:.{3 if digits and abs(v) < 1 else digits}f}"
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

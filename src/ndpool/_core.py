@@ -18,9 +18,11 @@ PyTorch. Ranks become int64 flat indices once, at the end.
 Sums (average, Lp) accumulate in at least float32 (float64 for integer
 input), and are divided by per-axis window counts multiplied together.
 
-Large inputs are cut along a batch axis into ~4 MiB blocks, shared over a
-thread pool; a batch cut never changes a result. Dask and Array-API inputs
-are handed to ``_dask`` and ``_xp``, which run the same plans.
+Large inputs are cut along a batch axis into ~4 MiB blocks, handed out one
+at a time to the calling thread and the pool's threads (``_threads.share``);
+each block writes straight into its slice of the output, and a batch cut
+never changes a result. Dask and Array-API inputs are handed to ``_dask``
+and ``_xp``, which run the same plans.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def pool_core(
 
     Large inputs are cut along one batch (non-pooled) axis into blocks of
     about ``BLOCK_BYTES`` (so a block's intermediates stay in cache) and the
-    blocks are shared out over the threads of ``_threads``. The cut depends
+    blocks are shared out by ``_threads.share``. The cut depends
     only on the input's shape and every block runs the same code on its own
     cells, so the result never depends on the thread count.
     """
