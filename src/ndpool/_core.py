@@ -525,9 +525,8 @@ def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Arr
         np.take(table, rank, out=flat, mode="clip")
         flat += origin
         return flat
-    flat = np.zeros(geom.out_shape, dtype=np.int64) if into is None else into
-    if into is not None:
-        flat.fill(0)
+    flat = np.empty(geom.out_shape, dtype=np.int64) if into is None else into
+    flat.fill(0)
     for p, step, weight in zip(geom.plans, steps, weights, strict=True):
         code = (rank // weight) % p.taps
         flat += (p.positions(code, geom.ndim) + p.origin) * step

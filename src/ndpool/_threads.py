@@ -140,21 +140,22 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
     hand-out and is raised once every thread has stopped.
     """
     todo = list(items)
-    pending = iter(todo)
+    taken = 0  # items handed out so far; len(todo) once an error stops it
     lock = threading.Lock()
 
     def drain() -> None:
-        nonlocal pending
+        nonlocal taken
         while True:
             with lock:
-                item = next(pending, _DONE)
-            if item is _DONE:
-                return
+                if taken >= len(todo):
+                    return
+                item = todo[taken]
+                taken += 1
             try:
-                work(item)  # type: ignore[arg-type]
+                work(item)
             except BaseException:
                 with lock:
-                    pending = iter(())
+                    taken = len(todo)
                 raise
 
     helpers = max(0, min(threads, len(todo)) - 1)
@@ -165,6 +166,3 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
         wait(futures)
     for f in futures:
         f.result()
-
-
-_DONE = object()
