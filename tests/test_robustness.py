@@ -69,3 +69,33 @@ def test_huge_kernel_on_dask_plans_in_output_memory() -> None:
     np.testing.assert_array_equal(
         got.compute(), F.max_pool1d(x, 10**9, None, 5 * 10**8)
     )
+
+
+def test_plans_with_too_many_taps_to_keep_pool_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plan keeps its taps (``AxisPlan.spans``) only up to a bound; past
+    it they are worked out on each use, with the same results."""
+    from ndpool import _geometry
+
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 3, 11, 9)).astype(np.float32)
+    x[0, 1, 2, 3] = np.nan
+
+    def results() -> list[np.ndarray]:
+        _geometry._regular_axis.cache_clear()
+        _geometry._adaptive_axis.cache_clear()
+        return [
+            *F.max_pool2d(x, 3, 2, 1, return_indices=True),
+            ndpool.pool(x, (4, 3), op="avg", padding="same", nan_policy="omit"),
+            F.avg_pool2d(x, 3, 1, 1, ceil_mode=True, count_include_pad=False),
+            *F.adaptive_max_pool2d(x, (4, 5), return_indices=True),
+            F.adaptive_avg_pool2d(x, (4, 5)),
+        ]
+
+    kept = results()
+    monkeypatch.setattr(_geometry, "_SPANS_KEPT", 0)
+    plan = _geometry._regular_axis(0, 11, 3, 2, 1, 1, 1, False)
+    assert not isinstance(plan.spans(), tuple)  # a fresh generator each use
+    for got, want in zip(results(), kept, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import math
 import threading
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import AxisPlan, Geometry, IntArray, _along
+from ._geometry import AxisPlan, Geometry, IntArray, Tap, _along, _frozen
 from ._threads import get_num_threads, share
 
 __all__ = ["Reduction", "pool_core", "recording", "unpool_core"]
@@ -397,24 +398,14 @@ def _window_taps(
             return
         p = plans[k]
         inner = phases is not None and k == len(plans) - 1
-        for j in p.live_taps:
+        for tap in p.spans():
             if inner:
-                cells, span = _phase_tap(views, p, j)
-                subviews: list[Array | None] = [cells]
-                if cells is None:
-                    continue
+                subviews: list[Array | None] = [_phase_tap(views, p, tap)]
             else:
-                if p.regular:
-                    first, stop = p.tap_span(j)[:2]
-                    if stop <= first:
-                        continue
-                    span = slice(first, stop)
-                else:
-                    span = slice(None)
-                subviews = [None if v is None else _axis_tap(v, p, j)[0] for v in views]
+                subviews = [None if v is None else _axis_tap(v, p, tap) for v in views]
             sub = list(region)
-            sub[p.axis] = span
-            yield from walk(k + 1, subviews, sub, rank * p.taps + j)
+            sub[p.axis] = tap.windows
+            yield from walk(k + 1, subviews, sub, rank * p.taps + tap.j)
 
     return walk(0, [src] if phases is None else phases, [slice(None)] * src.ndim, 0)
 
@@ -435,11 +426,7 @@ def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
     ):
         return None
     s = plan.stride
-    used = set()
-    for j in plan.live_taps:
-        first, stop, cells = plan.tap_span(j)
-        if stop > first:
-            used.add(int(cells.start) % s)
+    used = {_start(tap) % s for tap in plan.spans()}
     views = [src[..., q::s] for q in range(s)]
     sizes = [v.size if q in used else 0 for q, v in enumerate(views)]
     buf = _scratch(sum(sizes) * src.itemsize)
@@ -474,31 +461,29 @@ def _scratch(nbytes: int) -> Array:
     return buf
 
 
-def _phase_tap(
-    phases: list[Array | None], plan: AxisPlan, j: int
-) -> tuple[Array | None, slice]:
+def _start(tap: Tap) -> int:
+    """The first cell a regular tap reads."""
+    assert isinstance(tap.cells, slice)
+    return int(tap.cells.start)
+
+
+def _phase_tap(phases: list[Array | None], plan: AxisPlan, tap: Tap) -> Array:
     """``_axis_tap`` of a regular strided plan, read from its phase copies."""
-    first, stop, cells = plan.tap_span(j)
-    if stop <= first:
-        return None, slice(0, 0)
-    start, s = int(cells.start), plan.stride
+    start, s = _start(tap), plan.stride
     phase = phases[start % s]
     assert phase is not None
     lo = start // s
-    return phase[..., lo : lo + stop - first], slice(first, stop)
+    return phase[..., lo : lo + tap.windows.stop - tap.windows.start]
 
 
-def _axis_tap(src: Array, plan: AxisPlan, j: int) -> tuple[Array | None, slice]:
-    """Tap j along ``plan.axis``: (cells or None if no window has it, windows)."""
-    if plan.regular:
-        first, stop, cells = plan.tap_span(j)
-        if stop <= first:
-            return None, slice(0, 0)
-        return src[_index(src.ndim, plan.axis, cells)], slice(first, stop)
-    idx = plan.tap_index(j)
-    if idx.ndim == 1:
-        return np.take(src, idx, axis=plan.axis), slice(None)
-    return np.take_along_axis(src, idx, axis=plan.axis), slice(None)
+def _axis_tap(src: Array, plan: AxisPlan, tap: Tap) -> Array:
+    """The cells ``tap`` reads along ``plan.axis``: a view (regular plans)
+    or a gather (irregular ones)."""
+    if isinstance(tap.cells, slice):
+        return src[_index(src.ndim, plan.axis, tap.cells)]
+    if tap.cells.ndim == 1:
+        return np.take(src, tap.cells, axis=plan.axis)
+    return np.take_along_axis(src, tap.cells, axis=plan.axis)
 
 
 def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Array:
@@ -508,29 +493,41 @@ def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Arr
     + (a table lookup of the tap's offset), two int64 passes; otherwise each
     axis' tap is decoded from the rank (and clipped into its window).
     """
-    steps = _weights([p.index_length for p in geom.plans])
-    weights = _weights([p.taps for p in geom.plans])
     if all(p.regular for p in geom.plans) and geom.kernel_volume <= 1 << 16:
-        table = np.zeros(1, dtype=np.int64)
-        origin: Array = np.zeros((1,) * geom.ndim, dtype=np.int64)
-        for p, step in zip(geom.plans, steps, strict=True):
-            offs = np.arange(p.taps, dtype=np.int64) * (p.dilation * step)
-            table = (table[:, None] + offs[None, :]).reshape(-1)
-            i = np.arange(p.out, dtype=np.int64)
-            first = i * p.stride - p.pad_before + p.origin
-            origin = origin + geom.along(p, first * step)
+        table, origins = _index_table(geom.plans, geom.ndim)
         flat = np.empty(rank.shape, dtype=np.int64) if into is None else into
         # mode="clip": ranks are in range, and "raise" on small-int ranks
         # is ~8x slower (a buffered cast of every index)
         np.take(table, rank, out=flat, mode="clip")
+        origin = functools.reduce(np.add, origins)  # one pass over ``flat``
         flat += origin
         return flat
+    steps = _weights([p.index_length for p in geom.plans])
+    weights = _weights([p.taps for p in geom.plans])
     flat = np.empty(geom.out_shape, dtype=np.int64) if into is None else into
     flat.fill(0)
     for p, step, weight in zip(geom.plans, steps, weights, strict=True):
         code = (rank // weight) % p.taps
         flat += (p.positions(code, geom.ndim) + p.origin) * step
     return flat
+
+
+@functools.lru_cache(maxsize=64)
+def _index_table(
+    plans: tuple[AxisPlan, ...], ndim: int
+) -> tuple[Array, tuple[Array, ...]]:
+    """Regular plans: (flat offset of every tap rank, per axis the flat index
+    of each window's origin, laid along its axis). Kept per plans (they are
+    immutable and compared by identity); every array is O(taps + outs)."""
+    steps = _weights([p.index_length for p in plans])
+    table = np.zeros(1, dtype=np.int64)
+    origins = []
+    for p, step in zip(plans, steps, strict=True):
+        offs = np.arange(p.taps, dtype=np.int64) * (p.dilation * step)
+        table = (table[:, None] + offs[None, :]).reshape(-1)
+        first = np.arange(p.out, dtype=np.int64) * p.stride - p.pad_before + p.origin
+        origins.append(_frozen(_along(first * step, p.axis, ndim)))
+    return _frozen(table), tuple(origins)
 
 
 # --------------------------------------------------------------------------
@@ -692,39 +689,32 @@ def _fold_pass(
     def region(span: slice) -> tuple[slice, ...]:
         return _index(src.ndim, a, span)
 
-    def cells(j: int) -> Array:
-        v, _ = _axis_tap(src, plan, j)
-        assert v is not None
-        if fold is np.add and not plan.regular:  # clipped taps repeat a cell
-            valid = plan.tap_valid(j)
-            if not valid.all():
-                v = np.where(
-                    valid if valid.ndim != 1 else _along(valid, a, src.ndim), v, 0
-                )
+    def cells(tap: Tap) -> Array:
+        v = _axis_tap(src, plan, tap)
+        if fold is np.add and tap.valid is not None:  # clipped taps repeat a cell
+            valid = tap.valid
+            v = np.where(valid if valid.ndim != 1 else _along(valid, a, src.ndim), v, 0)
         return v
 
-    spans = []  # (tap, windows that have it)
-    for j in plan.live_taps:
-        first, stop = plan.tap_span(j)[:2] if plan.regular else (0, plan.out)
-        if stop > first:
-            spans.append((j, slice(first, stop)))
-    full = [t for t in spans if t[1] == slice(0, plan.out)]
+    taps = list(plan.spans())
+    every = slice(0, plan.out)
+    full = [t for t in taps if t.windows == every][:2]
+    rest = [t for t in taps if not any(t is f for f in full)]
     if not full:
         out.fill(fill)
+    elif len(full) == 1 and not rest:
+        np.copyto(out, cells(full[0]), casting="unsafe")
     else:
-        spans.remove(full[0])
-        base = cells(full[0][0])
-        if not spans:
-            np.copyto(out, base, casting="unsafe")
-        else:
-            second = full[1] if len(full) > 1 else spans[0]
-            spans.remove(second)
-            span = second[1]
-            fold(base[region(span)], cells(second[0]), out=out[region(span)], dtype=acc)
-            for edge in _outside(span, plan.out):
-                np.copyto(out[region(edge)], base[region(edge)], casting="unsafe")
-    for j, span in spans:
-        fold(out[region(span)], cells(j), out=out[region(span)], dtype=acc)
+        # two taps initialise the output: every window has the first
+        base = cells(full[0])
+        second = full[1] if len(full) > 1 else rest.pop(0)
+        span = second.windows
+        fold(base[region(span)], cells(second), out=out[region(span)], dtype=acc)
+        for edge in _outside(span, plan.out):
+            np.copyto(out[region(edge)], base[region(edge)], casting="unsafe")
+    for tap in rest:
+        part = out[region(tap.windows)]
+        fold(part, cells(tap), out=part, dtype=acc)
     return out
 
 

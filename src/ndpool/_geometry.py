@@ -27,9 +27,9 @@ import functools
 import math
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,7 @@ __all__ = [
     "AxisPlan",
     "Geometry",
     "IntArray",
+    "Tap",
     "adaptive_geometry",
     "check_dtype",
     "check_output_size",
@@ -49,6 +50,8 @@ __all__ = [
 IntArray = npt.NDArray[np.int64]
 PaddingArg = Any  # int | str | Sequence[int | tuple[int, int]]
 PAD_MODES = ("valid", "same", "same_lower")
+#: a plan keeps its tap spans (``AxisPlan.spans``) up to this many live taps
+_SPANS_KEPT = 4096
 
 
 # --------------------------------------------------------------------------
@@ -159,6 +162,21 @@ def normalize_axes(axes: object, ndim: int, n: int | None) -> tuple[int, ...]:
 # plans
 
 
+class Tap(NamedTuple):
+    """Tap ``j`` of one axis, and the windows ``windows`` that have it.
+
+    ``cells`` reads those windows' cells from the unpadded axis: a slice for
+    a regular plan, gather positions (clipped into each window) for an
+    irregular one, whose ``valid`` then marks the windows that really
+    contain the tap (None when all do).
+    """
+
+    j: int
+    windows: slice
+    cells: slice | IntArray
+    valid: npt.NDArray[np.bool_] | None
+
+
 @dataclass(frozen=True, eq=False)
 class AxisPlan:
     """How one pooled axis maps input positions to output positions."""
@@ -220,6 +238,35 @@ class AxisPlan:
         first = max(0, -(last_start // self.dilation))  # some position >= 0
         last = min(self.taps - 1, (self.length - 1 + self.pad_before) // self.dilation)
         return range(first, max(first, last + 1))
+
+    def spans(self) -> Iterable[Tap]:
+        """Every live tap that some window has, as a ``Tap``.
+
+        Worked out once per plan and kept (unless the kernel is huge), so a
+        call's loops read them instead of re-deriving slices and gathers.
+        """
+        cached: tuple[Tap, ...] | None = self.__dict__.get("_spans")
+        if cached is not None:
+            return cached
+        found = self._find_spans()
+        if len(self.live_taps) > _SPANS_KEPT:
+            return found
+        kept = tuple(found)
+        self.__dict__["_spans"] = kept  # frozen: memo beside the fields
+        return kept
+
+    def _find_spans(self) -> Iterator[Tap]:
+        for j in self.live_taps:
+            if not self.regular:
+                if self.out > 0:
+                    valid = self.tap_valid(j)
+                    every = bool(valid.all())
+                    cells = _frozen(self.tap_index(j))
+                    yield Tap(j, slice(0, self.out), cells, None if every else valid)
+                continue
+            first, stop, span = self.tap_span(j)
+            if stop > first:
+                yield Tap(j, slice(first, stop), span, None)
 
     def tap_slice(self, j: int) -> slice:
         """Slice of a padded axis (length ``lo + length + hi``) read by tap j."""

@@ -140,6 +140,10 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
     hand-out and is raised once every thread has stopped.
     """
     todo = list(items)
+    if threads <= 1 or len(todo) <= 1:  # nothing to share: no lock, no pool
+        for item in todo:
+            work(item)
+        return
     taken = 0  # items handed out so far; len(todo) once an error stops it
     lock = threading.Lock()
 
