@@ -502,6 +502,40 @@ def test_pool_grad_hypothesis(case: dict[str, Any]) -> None:
     assert_grad(got, want, x)
 
 
+@pytest.mark.parametrize(
+    ("call", "sign"),
+    [("pool", 1), ("lp_pool2d", 1), ("lp_pool2d", -1), ("global_lp_pool", 1)],
+)
+def test_inf_norm_omit_gives_nan_cells_zero(call: str, sign: int) -> None:
+    """Lp with p = +-inf routes to the extreme |x| and chains through |x|;
+    with nan_policy="omit" a NaN cell's gradient is 0, not 0 * sign(NaN)."""
+    rng = np.random.default_rng(21)
+    x = rng.integers(-3, 4, size=(2, 3, 5, 7)).astype(np.float64)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[0, 0, :2, :3] = np.nan  # a window of NaN only
+    p = sign * math.inf
+    kernel, stride = (2, 3), (2, 2)
+    if call == "pool":
+        fn, args = ndpool.pool, (kernel,)
+        kw: dict[str, Any] = {"op": "lp", "norm_type": p, "stride": stride}
+    elif call == "lp_pool2d":
+        fn, args, kw = F.lp_pool2d, (p, kernel, stride), {}
+    else:
+        fn, args, kw = ndpool.global_lp_pool, (p,), {"keepdims": True}
+        kernel, stride = (5, 7), (5, 7)
+    out, pullback = ndpool.vjp(fn, x, *args, nan_policy="omit", **kw)
+    g = rng.standard_normal(out.shape)
+    _, idx = ref_pool(
+        sign * np.abs(x), kernel, stride=stride, op="max", nan_policy="omit"
+    )
+    assert idx is not None
+    want = naive_route(x, idx, [2, 3], g) * np.sign(x)
+    want[np.isnan(x)] = 0
+    got = pullback(g)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize(
     "name", ["max_pool", "avg_pool", "lp_pool", "adaptive_max_pool",

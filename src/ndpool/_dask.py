@@ -9,6 +9,11 @@ collapsed into a single chunk.
 
 Windows that span a whole axis with no indices asked for (global pooling)
 use Dask's own tree reductions instead, so memory stays bounded there too.
+
+Gradients (``grad_dask``) are the mirror image: one task per input chunk,
+reading the gradients of the windows that touch the chunk (and their
+indices, or their input cells). Unpooling, whose indices may name any cell
+of a plane, runs on blocks of whole planes.
 """
 
 from __future__ import annotations
@@ -255,3 +260,329 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     else:
         divisor = math.prod(x.shape[a] for a in axes)
     return (total / divisor).astype(out_dtype)
+
+
+# --------------------------------------------------------------------------
+# gradients: one task per input chunk, reading the windows that touch it
+
+
+def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | None:
+    """The windows ``[o0, o1)`` that read a cell of ``[c0, c1)`` and the cells
+    ``[a, b)`` those windows read (as the forward's blocks); None if none.
+
+    A plan with a window wholly in padding (dilation) takes every window: such
+    a window routes its gradient by PyTorch's out-of-plane index, which may
+    name a cell of any row (see ``grad._routed``).
+    """
+    lo, hi = _needed(plan)
+    if plan.regular and plan.count_valid is not None and (plan.count_valid == 0).any():
+        hits = np.arange(plan.out)
+    else:
+        hits = np.flatnonzero((lo < c1) & (hi > c0) & (hi > lo))
+    if hits.size == 0:
+        return None
+    o0, o1 = int(hits[0]), int(hits[-1]) + 1
+    a = int(lo[o0:o1].min())
+    return o0, o1, a, max(int(hi[o0:o1].max()), a)
+
+
+def _covering(bounds: Array, lo: int, hi: int) -> range:
+    """The chunks (``bounds``: cumulative edges) holding ``[lo, hi)``."""
+    first = int(np.searchsorted(bounds, lo, side="right") - 1)
+    last = int(np.searchsorted(bounds, max(hi - 1, lo), side="right") - 1)
+    n = len(bounds) - 1
+    first = min(max(first, 0), n - 1)
+    return range(first, min(max(last, first), n - 1) + 1)
+
+
+def _edges(chunks: tuple[int, ...]) -> Array:
+    return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+
+
+def grad_dask(
+    x: Any, g: Any, geom: Geometry, red: Any, route: str | None, magnitude: int
+) -> Any:
+    """The pullback of one pooling call on Dask input: a lazy array with
+    ``x``'s chunks.
+
+    ``route`` ("max"/"min"): each window's gradient goes to the cell its
+    index names, the indices coming from the chunked forward (over
+    ``magnitude * |x|`` when ``magnitude`` is ±1, chained through ``|x|``).
+    Otherwise the window gradients are spread back through the summing
+    core's adjoint (``grad._spread``). Either way the task of an input
+    chunk reads only the gradients (and indices, or input cells) of the
+    windows that touch it, and sums their contributions in the order the
+    NumPy pullback does.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    from ._core import Reduction
+
+    ndim = x.ndim
+    pooled = {p.axis: p for p in geom.plans}
+    batch_chunks = {ax: x.chunks[ax] for ax in range(ndim) if ax not in pooled}
+    deps = []
+    idx = None
+    if route is not None:
+        src = x if magnitude == 0 else magnitude * abs(x)
+        found = pool_dask(src, geom, Reduction(op=route, nan_omit=red.nan_omit), True)
+        idx = found[1]
+        g = da.asarray(g).rechunk(idx.chunks)  # type: ignore[no-untyped-call]
+        deps.append(idx)
+        needs_x = red.nan_omit or magnitude != 0  # the chunk itself, no halo
+    else:
+        g = da.asarray(g).rechunk(batch_chunks)  # type: ignore[no-untyped-call]
+        needs_x = red.nan_omit or red.op not in ("avg", "sum")  # with the halo
+    deps += [g, x] if needs_x else [g]
+    x_edges = [_edges(c) for c in x.chunks]
+    g_edges = [_edges(c) for c in g.chunks]
+    token = tokenize(x, g, [_plan_token(p) for p in geom.plans], red, route, magnitude)
+    name = f"ndpool-grad-{token}"
+    dtype = np.dtype(x.dtype)
+    dsk: dict[Any, Any] = {}
+    for index in itertools.product(*(range(len(c)) for c in x.chunks)):
+        chunk_shape = tuple(x.chunks[ax][i] for ax, i in enumerate(index))
+        key = (name, *index)
+        x_key = (x.name, *index) if needs_x else None
+        g_ranges, x_ranges, g_cut, x_cut, plans = [], [], [], [], []
+        starts, place = [], []
+        for ax, i in enumerate(index):
+            c0, c1 = int(x_edges[ax][i]), int(x_edges[ax][i + 1])
+            if ax not in pooled:
+                g_ranges.append(range(i, i + 1))
+                x_ranges.append(range(i, i + 1))
+                g_cut.append((0, c1 - c0))
+                x_cut.append((0, c1 - c0))
+                place.append((slice(None), slice(None)))
+                continue
+            found_windows = _touching(pooled[ax], c0, c1)
+            if found_windows is None:
+                break
+            o0, o1, a, b = found_windows
+            g_ranges.append(_covering(g_edges[ax], o0, o1))
+            g_first = int(g_edges[ax][g_ranges[-1][0]])
+            g_cut.append((o0 - g_first, o1 - g_first))
+            x_ranges.append(_covering(x_edges[ax], a, b))
+            x_first = int(x_edges[ax][x_ranges[-1][0]])
+            x_cut.append((a - x_first, b - x_first))
+            plans.append(pooled[ax].restrict(o0, o1, a, b - a))
+            starts.append(c0)
+            lo, hi = max(a, c0), min(b, c1)
+            place.append((slice(lo - c0, hi - c0), slice(lo - a, hi - a)))
+        else:
+            g_keys = _nested_keys(g.name, g_ranges, 0, ())
+            if route is not None:
+                assert idx is not None
+                i_keys = _nested_keys(idx.name, g_ranges, 0, ())
+                lengths = tuple(chunk_shape[ax] for ax in sorted(pooled))
+                whole = tuple(p.index_length for p in geom.plans)
+                dsk[key] = (
+                    _route_block, g_keys, i_keys, tuple(g_cut), x_key,
+                    tuple(sorted(pooled)), tuple(starts), lengths, whole,
+                    red.nan_omit, magnitude, dtype,
+                )  # fmt: skip
+            else:
+                x_keys = _nested_keys(x.name, x_ranges, 0, ()) if needs_x else None
+                region = tuple(b - a for a, b in x_cut)
+                dsk[key] = (
+                    _spread_block, g_keys, tuple(g_cut), x_keys, tuple(x_cut),
+                    x_key, region, tuple(plans), red, chunk_shape, tuple(place),
+                    dtype,
+                )  # fmt: skip
+            continue
+        # no window reads this chunk
+        dsk[key] = (
+            _untouched_block, x_key, chunk_shape, red, route is not None, magnitude,
+            dtype,
+        )  # fmt: skip
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+    return da.Array(  # type: ignore[no-untyped-call]
+        graph, name, x.chunks, meta=np.empty((0,) * ndim, dtype=dtype)
+    )
+
+
+def _cut(nested: Any, cut: tuple[tuple[int, int], ...]) -> Array:
+    return _concat(nested, 0)[tuple(slice(a, b) for a, b in cut)]
+
+
+def _route_block(
+    g_nested: Any,
+    i_nested: Any,
+    cut: tuple[tuple[int, int], ...],
+    x_chunk: Array | None,
+    axes: tuple[int, ...],
+    starts: tuple[int, ...],
+    lengths: tuple[int, ...],
+    whole: tuple[int, ...],
+    omit: bool,
+    magnitude: int,
+    dtype: np.dtype[Any],
+) -> Array:
+    """One input chunk's routed gradient: each window's gradient added to
+    the cell its (whole-input, flat) index names, if that cell is here."""
+    g, idx = _cut(g_nested, cut), _cut(i_nested, cut)
+    batch = [ax for ax in range(g.ndim) if ax not in axes]
+    order = batch + list(axes)
+    batch_shape = [g.shape[ax] for ax in batch]
+    rows = math.prod(batch_shape)
+    windows = math.prod(g.shape[ax] for ax in axes)
+    g2 = np.transpose(g, order).reshape(rows, windows)
+    i2 = np.transpose(idx, order).reshape(rows, windows)
+    ok = (i2 >= 0) & (i2 < math.prod(whole))  # PyTorch's out-of-plane index
+    coords = np.unravel_index(np.where(ok, i2, 0), whole)
+    local = np.zeros(i2.shape, dtype=np.int64)
+    for c, start, n in zip(coords, starts, lengths, strict=True):
+        pos = c - start
+        ok &= (pos >= 0) & (pos < n)
+        local = local * n + pos
+    plane = math.prod(lengths)
+    flat = np.arange(rows, dtype=np.int64)[:, None] * plane + local
+    out = np.zeros(rows * plane, dtype=np.promote_types(dtype, g.dtype))
+    np.add.at(out, flat[ok], g2[ok])  # in output order, as the NumPy pullback
+    grad = np.transpose(out.reshape(*batch_shape, *lengths), np.argsort(order))
+    return _finish_routed(grad, x_chunk, omit, magnitude, dtype)
+
+
+def _finish_routed(
+    grad: Array, x_chunk: Array | None, omit: bool, magnitude: int, dtype: Any
+) -> Array:
+    """What the NumPy pullback does to a routed gradient after the scatter:
+    NaN cells to 0 (``omit``), the chain through ``|x|``, the cast."""
+    from .grad import signs
+
+    if x_chunk is not None:
+        if omit:
+            grad = np.where(np.isnan(x_chunk), 0, grad)
+        if magnitude:
+            grad = grad * signs(x_chunk, np, omit)
+    with np.errstate(all="ignore"):
+        return np.asarray(grad, dtype=dtype)
+
+
+def _untouched_block(
+    x_chunk: Array | None,
+    shape: tuple[int, ...],
+    red: Any,
+    route: bool,
+    magnitude: int,
+    dtype: np.dtype[Any],
+) -> Array:
+    """The gradient of a chunk no window reads: zero, times whatever
+    factor the NumPy pullback applies to every cell (a NaN stays NaN)."""
+    if route:
+        return _finish_routed(
+            np.zeros(shape, dtype), x_chunk, red.nan_omit, magnitude, dtype
+        )
+    return _spread_cells(np.zeros(shape, dtype), x_chunk, red, dtype)
+
+
+def _spread_cells(
+    grad: Array, x_chunk: Array | None, red: Any, dtype: np.dtype[Any]
+) -> Array:
+    """``grad._spread``'s per-cell factors on a chunk's adjoint: the Lp
+    cell factor, then 0 on NaN cells with ``omit``."""
+    from .grad import lp_cell
+
+    if x_chunk is not None:
+        if red.op in ("lp", "torch_lp"):
+            acc = np.promote_types(x_chunk.dtype, np.float32)
+            grad = grad * lp_cell(x_chunk.astype(acc), red, np)
+        if red.nan_omit:
+            grad = np.where(np.isnan(x_chunk), 0, grad)
+    with np.errstate(all="ignore"):
+        return np.asarray(grad, dtype=dtype)
+
+
+def _spread_block(
+    g_nested: Any,
+    g_cut: tuple[tuple[int, int], ...],
+    x_nested: Any | None,
+    x_cut: tuple[tuple[int, int], ...],
+    x_chunk: Array | None,
+    region: tuple[int, ...],
+    plans: tuple[AxisPlan, ...],
+    red: Any,
+    chunk_shape: tuple[int, ...],
+    place: tuple[tuple[slice, slice], ...],
+    dtype: np.dtype[Any],
+) -> Array:
+    """One input chunk's spread gradient: the NumPy pullback of the windows
+    that touch it, over the cells they read (``region``), cut to the chunk;
+    the chunk's other cells get what no window gives them."""
+    from .grad import _spread
+
+    g = _cut(g_nested, g_cut)
+    if x_nested is None:  # an average or sum needs only the window shapes
+        x: Array = np.broadcast_to(np.zeros((), dtype=dtype), region)
+    else:
+        x = _cut(x_nested, x_cut)
+    local = Geometry(shape=x.shape, plans=plans, out_shape=g.shape)
+    with np.errstate(all="ignore"):
+        grad = np.asarray(_spread(x, local, red)(g), dtype=dtype)
+    out = _spread_cells(np.zeros(chunk_shape, dtype=dtype), x_chunk, red, dtype)
+    out[tuple(dst for dst, _ in place)] = grad[tuple(src for _, src in place)]
+    return out
+
+
+# --------------------------------------------------------------------------
+# unpooling: an index may name any cell of its plane, so planes stay whole
+
+
+def unpool_dask(x: Any, indices: Any, axes: tuple[int, ...], sizes: Any) -> Any:
+    """``_core.unpool_core`` per block of whole planes (lazy).
+
+    An index outside its plane raises ValueError when the block is computed.
+    """
+    import dask.array as da
+
+    from ._core import unpool_core
+
+    x = x.rechunk(dict.fromkeys(axes, -1))
+    idx = da.asarray(indices).rechunk(x.chunks)  # type: ignore[no-untyped-call]
+    size_of = dict(zip(axes, sizes, strict=True))
+    chunks = tuple(
+        (size_of[ax],) if ax in size_of else x.chunks[ax] for ax in range(x.ndim)
+    )
+    return da.map_blocks(  # type: ignore[no-untyped-call]
+        unpool_core, x, idx, axes=axes, out_sizes=tuple(sizes), chunks=chunks,
+        dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype),
+    )  # fmt: skip
+
+
+def unpool_grad_dask(g: Any, indices: Any, axes: tuple[int, ...], like: Any) -> Any:
+    """Pullback of unpooling: each input cell takes the gradient at its
+    index, plane by plane; chunked like ``like`` (the unpooled input)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    whole = dict.fromkeys(axes, -1)
+    idx = da.asarray(indices).rechunk(like.chunks).rechunk(whole)  # type: ignore[no-untyped-call]
+    batch = {ax: idx.chunks[ax] for ax in range(idx.ndim) if ax not in whole}
+    g = da.asarray(g).rechunk({**batch, **whole})  # type: ignore[no-untyped-call]
+    name = f"ndpool-unpool-grad-{tokenize(g, idx, axes)}"
+    dsk: dict[Any, Any] = {
+        (name, *i): (_gather_planes, (g.name, *i), (idx.name, *i), axes)
+        for i in itertools.product(*(range(len(c)) for c in idx.chunks))
+    }
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[g, idx])
+    taken = da.Array(  # type: ignore[no-untyped-call]
+        graph, name, idx.chunks, meta=np.empty((0,) * idx.ndim, dtype=g.dtype)
+    )
+    return taken.astype(like.dtype).rechunk(like.chunks)  # type: ignore[no-untyped-call]
+
+
+def _gather_planes(g: Array, idx: Array, axes: tuple[int, ...]) -> Array:
+    batch = [ax for ax in range(g.ndim) if ax not in axes]
+    order = batch + list(axes)
+    rows = math.prod(idx.shape[ax] for ax in batch)
+    plane = math.prod(g.shape[ax] for ax in axes)
+    if plane == 0:  # nothing was unpooled
+        return np.zeros(idx.shape, dtype=g.dtype)
+    g2 = np.transpose(g, order).reshape(rows, plane)
+    i2 = np.transpose(idx, order).reshape(rows, -1)
+    taken = np.take_along_axis(g2, i2, axis=1)
+    shaped = taken.reshape([idx.shape[ax] for ax in order])
+    return np.transpose(shaped, np.argsort(order))

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._core import Reduction, pool_core, unpool_core
+from ._core import Reduction, is_dask, pool_core, unpool_core
 from ._geometry import (
     adaptive_geometry,
     as_int_tuple,
@@ -776,7 +776,8 @@ def _max_unpool(
 ) -> Array:
     name = f"max_unpool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
-    idx: Any = indices if namespace(arr) is not None else np.asarray(indices)
+    keep = namespace(arr) is not None or (is_dask(arr) and is_dask(indices))
+    idx: Any = indices if keep else np.asarray(indices)
     if host_dtype(idx) != np.int64:
         msg = f"{name}: indices must have dtype int64, got {idx.dtype}"
         raise TypeError(msg)
@@ -805,6 +806,10 @@ def _max_unpool(
         if size < 0:  # PyTorch allows an empty output (and then reads no index)
             msg = f"{name}: the output size {sizes} must be non-negative (axis {i})"
             raise ValueError(msg)
+    if is_dask(arr):
+        from ._dask import unpool_dask
+
+        return unpool_dask(arr, idx, axes, sizes)  # type: ignore[no-any-return]
     if namespace(arr) is not None:
         return unpool_xp(arr, idx, axes, sizes)  # type: ignore[no-any-return]
     return unpool_core(arr, idx, axes, sizes)

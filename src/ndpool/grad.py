@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import functional as F
-from ._core import BLOCK_BYTES, Reduction, pool_core, recording
+from ._core import BLOCK_BYTES, Reduction, is_dask, pool_core, recording
 from ._geometry import AxisPlan, Geometry
 from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
@@ -71,7 +71,9 @@ def vjp(
         ``max_unpool2d``, ...), :func:`ndpool.pool` (every ``op``) and the
         global pools.
     x : array_like
-        The input differentiated against; a floating dtype.
+        The input differentiated against; a floating dtype. A Dask array
+        gives a lazy forward and a pullback that returns a lazy Dask
+        array chunked like ``x``.
     *args, **kwargs
         The rest of ``fn``'s arguments, as for ``fn(x, *args, **kwargs)``.
 
@@ -130,6 +132,8 @@ def vjp(
     family, nd = entry
     bound = inspect.signature(fn).bind(arr, *args, **kwargs)
     bound.apply_defaults()
+    if is_dask(arr):
+        return _dask_vjp(fn, arr, bound, family, nd)
     return _FAMILIES[family](fn, arr, bound, nd)
 
 
@@ -193,7 +197,7 @@ def _lp_family(
                 data_format=a["data_format"], nan_policy=a["nan_policy"],
             )  # fmt: skip
         omit = a["nan_policy"] == "omit"
-        grad = _signed(x, _routed(x, idx, tape[0][0], omit), xp)
+        grad = _signed(x, _routed(x, idx, tape[0][0], omit), xp, omit)
         return out, _pullback(x, out.shape, grad)
     out, geom, red = _recorded(fn, bound)
     return out, _pullback(x, out.shape, _spread(x, geom, red))
@@ -246,7 +250,7 @@ def _pool_family(
             fn, bound, x=abs(x), op="max", norm_type=None, return_indices=True,
             dtype=None,
         )  # fmt: skip
-        grad = _signed(x, _routed(x, idx, geom, omit), _ns(x))
+        grad = _signed(x, _routed(x, idx, geom, omit), _ns(x), omit)
     else:
         out, geom, red = _recorded(fn, bound)
         grad = _spread(x, geom, red)
@@ -280,7 +284,7 @@ def _global_family(
             )  # fmt: skip
         grad = _routed(x, idx, tape[0][0], omit)
         if red.op == "lp":
-            grad = _signed(x, grad, xp)
+            grad = _signed(x, grad, xp, omit)
     else:
         grad = _spread(x, geom, red)
     if not a["keepdims"]:
@@ -329,6 +333,70 @@ def _registry() -> dict[Callable[..., Any], tuple[str, int]]:
 
 
 _REGISTRY = _registry()
+
+
+# --------------------------------------------------------------------------
+# Dask input: the same rules, as a lazy graph of chunk tasks (``_dask``)
+
+
+def _dask_vjp(
+    fn: Callable[..., Any], x: Any, bound: Bound, family: str, nd: int
+) -> tuple[Any, Pullback]:
+    """The lazy forward, and a pullback that builds a lazy gradient with
+    ``x``'s chunks: the rule of ``fn``'s family, run per input chunk over
+    the windows that touch it (``_dask.grad_dask``)."""
+    from ._dask import grad_dask, unpool_grad_dask
+
+    a = bound.arguments
+    if family == "unpool":
+        out = _call(fn, bound)
+        axes = spatial_axes(x.ndim, nd, a["data_format"])
+
+        def gather(g: Any) -> Any:
+            return unpool_grad_dask(g, a["indices"], axes, x)
+
+        return out, _dask_pullback(x, out.shape, gather)
+    out, geom, red = _recorded(fn, bound)
+    values = out[0] if isinstance(out, tuple) else out
+    route: str | None = None
+    magnitude = 0
+    if family == "lp" and red.op in ("max", "min"):  # p = ±inf: max of ±|x|
+        route, magnitude = "max", (1 if red.op == "max" else -1)
+    elif red.op in ("max", "min"):
+        route = red.op
+    elif red.op == "lp" and red.norm_type == math.inf:
+        route, magnitude = "max", 1
+
+    rounded = family == "pool" and a["dtype"] is not None
+    rounded = rounded and np.dtype(a["dtype"]).kind != "f"
+
+    def spread_or_route(g: Any) -> Any:
+        if rounded:  # rounded to integers: piecewise constant
+            return x.map_blocks(np.zeros_like)
+        return grad_dask(x, g.reshape(geom.out_shape), geom, red, route, magnitude)
+
+    return out, _dask_pullback(x, values.shape, spread_or_route)
+
+
+def _dask_pullback(
+    x: Any, out_shape: tuple[int, ...], grad: Callable[[Any], Any]
+) -> Pullback:
+    """``_pullback``'s checks, for a lazy gradient of Dask input."""
+
+    def pullback(grad_out: npt.ArrayLike) -> Array:
+        g: Any = grad_out if is_dask(grad_out) else np.asarray(grad_out)
+        if np.dtype(g.dtype).kind not in "biuf":
+            msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
+            raise TypeError(msg)
+        if tuple(g.shape) != tuple(out_shape):
+            msg = (
+                f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
+                f"output has shape {tuple(out_shape)}; give one gradient per output"
+            )
+            raise ValueError(msg)
+        return grad(g)  # type: ignore[no-any-return]
+
+    return pullback
 
 
 # --------------------------------------------------------------------------
@@ -436,10 +504,19 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     return route
 
 
-def _signed(x: Array, grad: GradFn, xp: Any) -> GradFn:
-    """Chain ``grad`` (with respect to ``|x|``) through ``abs``."""
-    sign = xp.sign(x)
+def _signed(x: Array, grad: GradFn, xp: Any, omit: bool) -> GradFn:
+    """Chain ``grad`` (with respect to ``|x|``) through ``abs``; with
+    ``omit``, a NaN cell keeps its zero gradient."""
+    sign = signs(x, xp, omit)
     return lambda g: grad(g) * sign
+
+
+def signs(x: Array, xp: Any, omit: bool) -> Array:
+    """``sign(x)``, the derivative of ``|x|``; 0 on NaN cells with ``omit``."""
+    sign = xp.sign(x)
+    if omit:
+        sign = xp.where(xp.isnan(x), xp.zeros_like(sign), sign)
+    return sign  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------
@@ -521,7 +598,7 @@ def _torch_lp_parts(
         t = sign * relu * kvol
         d_pow = (1.0 / p) * t ** (1.0 / p - 1.0)
         divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
-        cell = p * base ** (p - 1.0)
+    cell = lp_cell(base, red, xp)
 
     def window(g: Array) -> Array:
         g_relu = (g * d_pow) * kvol * sign
@@ -541,17 +618,8 @@ def _lp_parts(
     norm: Any = pool_core(
         base, geom, Reduction(op="lp", norm_type=p, nan_omit=red.nan_omit)
     )
-    mag = abs(base)
-    zeros = xp.zeros_like(base)
+    cell = lp_cell(base, red, xp)
     with np.errstate(all="ignore"):
-        if p == 1:
-            cell = xp.sign(base)
-        elif p < 1:
-            cell = xp.sign(base) * xp.where(base == 0, zeros, mag ** (p - 1.0))
-        elif p < 2:
-            cell = xp.sign(base) * mag ** (p - 1.0)
-        else:
-            cell = base * mag ** (p - 2.0)
         scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
 
     def window(g: Array) -> Array:
@@ -562,6 +630,29 @@ def _lp_parts(
         return xp.where(norm == 0, xp.zeros_like(g), g / scale)  # type: ignore[no-any-return]
 
     return window, cell
+
+
+def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
+    """The Lp ops' per-cell factor: the derivative of a cell's term (``x**p``
+    for PyTorch's formula, ``|x|**p`` for the p-norm) up to a constant.
+
+    Applied after the adjoint to every cell, read by a window or not, as
+    PyTorch does (so a NaN cell no window reads still gets a NaN gradient).
+    """
+    p = red.norm_type
+    assert p is not None
+    with np.errstate(all="ignore"):
+        if red.op == "torch_lp":
+            return p * base ** (p - 1.0)
+        mag = abs(base)
+        if p == 1:
+            return xp.sign(base)  # type: ignore[no-any-return]
+        if p < 1:
+            kept = xp.where(base == 0, xp.zeros_like(base), mag ** (p - 1.0))
+            return xp.sign(base) * kept  # type: ignore[no-any-return]
+        if p < 2:
+            return xp.sign(base) * mag ** (p - 1.0)  # type: ignore[no-any-return]
+        return base * mag ** (p - 2.0)  # type: ignore[no-any-return]
 
 
 def _sum_adjoint(g: Array, geom: Geometry) -> Array:
@@ -592,7 +683,9 @@ def _unsum_pass(src: Array, plan: AxisPlan, geom: Geometry) -> Array:
         return out
     moved_out = np.moveaxis(out, a, 0)  # a view: writes land in ``out``
     moved_src = np.moveaxis(src, a, 0)
-    unique = plan.out <= plan.length  # adaptive starts strictly increase
+    assert plan.starts is not None
+    # strictly increasing starts: a tap's cells are distinct (no add.at needed)
+    unique = plan.starts.ndim == 1 and bool(np.all(np.diff(plan.starts) > 0))
     for j in plan.live_taps:
         valid = plan.tap_valid(j)
         if valid.ndim != 1:  # per-plane windows: only fractional (max) has them
