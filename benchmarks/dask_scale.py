@@ -12,7 +12,10 @@ A measurement, not a test. It
 3. in the distributed max run, kills one worker process mid-compute and checks
    that the result still equals the threaded one (tasks are pure, so the
    scheduler's retry is safe);
-4. reports throughput (GB/s of input) against in-memory NumPy pooling of one
+4. pulls a gradient of ones back through each pooling (``ndpool.vjp``, lazy,
+   threaded, stored to Zarr) and checks its sum: every window's 1 lands on
+   its input cells;
+5. reports throughput (GB/s of input) against in-memory NumPy pooling of one
    chunk, and the peak resident memory of each process.
 
 Each configuration runs in its own subprocess so peak memory is its own.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -99,6 +103,31 @@ def run_threaded(src: str, dst: str, op: str) -> dict[str, Any]:
         _pool(x, op).to_zarr(dst, overwrite=True)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "bytes": x.nbytes, "peak_mib": _peak_mib()}
+
+
+def run_gradient(src: str, dst: str, op: str) -> dict[str, Any]:
+    """The pullback of a gradient of ones, computed chunk by chunk to Zarr."""
+    import dask
+    import dask.array as da
+
+    import ndpool
+
+    x = da.from_zarr(src)
+    fn = ndpool.max_pool2d if op == "max" else ndpool.avg_pool2d
+    t0 = time.perf_counter()
+    out, pullback = ndpool.vjp(fn, x, 2)
+    grad = pullback(da.ones(out.shape, chunks=out.chunks, dtype=np.float32))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        grad.to_zarr(dst, overwrite=True)
+    seconds = time.perf_counter() - t0
+    with dask.config.set(scheduler="threads", num_workers=2):
+        total = float(da.from_zarr(dst).sum(dtype=np.float64).compute())
+    return {
+        "seconds": seconds,
+        "bytes": x.nbytes,
+        "peak_mib": _peak_mib(),
+        "sum_ok": total == math.prod(out.shape),  # one 1 per window, spread
+    }
 
 
 def run_read_only(src: str) -> dict[str, Any]:
@@ -181,6 +210,8 @@ def compare(a: str, b: str) -> bool:
 def _child(args: argparse.Namespace) -> None:
     if args.child == "threaded":
         out = run_threaded(args.src, args.dst, args.op)
+    elif args.child == "gradient":
+        out = run_gradient(args.src, args.dst, args.op)
     elif args.child == "read":
         out = run_read_only(args.src)
     elif args.child == "distributed":
@@ -263,6 +294,19 @@ def main() -> None:
                 f"{base['seconds'] * 1e3:.1f} ms | {np_gbs:.2f} | 1.00 | "
                 f"{base['peak_mib']:.0f} |"
             )
+            grad = _spawn(
+                "--child", "gradient", "--src", str(src), "--dst",
+                str(work / f"{op}-gradient.zarr"), "--op", key,
+            )  # fmt: skip
+            gbs = grad["bytes"] / grad["seconds"] / 1e9
+            rows.append(
+                f"| 2x2 {op} | gradient (vjp), threaded (2 threads) | "
+                f"{grad['seconds']:.1f} | {gbs:.2f} | {gbs / np_gbs:.2f} | "
+                f"{grad['peak_mib']:.0f} |"
+            )
+            print(f"{op}: gradient sums to one per window: {grad['sum_ok']}")
+            if not grad["sum_ok"]:
+                raise SystemExit(1)
             note = f"killed {dst['killed_worker']} mid-compute; " if kill else ""
             print(f"{op}: distributed {note}result equals threaded: {same}")
             if not same:

@@ -954,3 +954,12 @@ def test_max_unpool_index_out_of_plane_raises() -> None:
     di = da.from_array(idx, chunks=2)
     with pytest.raises(ValueError, match=r"(?i)ind"):
         ndpool.max_unpool1d(dp, di, 2, 2, 1).compute(scheduler="sync")
+
+
+def test_g_with_unknown_chunk_sizes_is_refused() -> None:
+    x = da.from_array(ties((1, 2, 6, 6)), chunks=(1, 1, 4, 4))
+    out, pullback = ndpool.vjp(ndpool.max_pool2d, x, 2)
+    g = da.ones(out.shape, chunks=out.chunks)
+    unknown = g[g.sum(axis=(1, 2, 3)) > -1]  # a boolean index: lengths unknown
+    with pytest.raises(ValueError, match="grad_out has unknown chunk sizes"):
+        pullback(unknown)

@@ -430,17 +430,33 @@ def _route_block(
     windows = math.prod(g.shape[ax] for ax in axes)
     g2 = np.transpose(g, order).reshape(rows, windows)
     i2 = np.transpose(idx, order).reshape(rows, windows)
-    ok = (i2 >= 0) & (i2 < math.prod(whole))  # PyTorch's out-of-plane index
-    coords = np.unravel_index(np.where(ok, i2, 0), whole)
-    local = np.zeros(i2.shape, dtype=np.int64)
-    for c, start, n in zip(coords, starts, lengths, strict=True):
-        pos = c - start
-        ok &= (pos >= 0) & (pos < n)
-        local = local * n + pos
+    # whole-input flat index -> this chunk's flat index, one pooled axis at
+    # a time (outermost first); a cell outside the chunk, or PyTorch's
+    # out-of-plane index of a window wholly in padding, fails ``ok``
+    local = np.empty(i2.shape, dtype=np.int64)
+    rest = i2
+    ok: Array | None = None
+    for k, (start, n) in enumerate(zip(starts, lengths, strict=True)):
+        inner = math.prod(whole[k + 1 :])
+        pos = rest // inner  # (not np.divmod: several times slower)
+        if inner > 1:
+            rest = rest - pos * inner
+        pos -= start
+        inside = pos.view(np.uint64) < n  # 0 <= pos < n in one comparison
+        ok = inside if ok is None else np.logical_and(ok, inside, out=ok)
+        if k == 0:
+            local[...] = pos
+        else:
+            local *= n
+            local += pos
     plane = math.prod(lengths)
-    flat = np.arange(rows, dtype=np.int64)[:, None] * plane + local
+    local += np.arange(rows, dtype=np.int64)[:, None] * plane
     out = np.zeros(rows * plane, dtype=np.promote_types(dtype, g.dtype))
-    np.add.at(out, flat[ok], g2[ok])  # in output order, as the NumPy pullback
+    # in output order, as the NumPy pullback
+    if ok is None or ok.all():
+        np.add.at(out, local.ravel(), g2.ravel())
+    else:
+        np.add.at(out, local[ok], g2[ok])
     grad = np.transpose(out.reshape(*batch_shape, *lengths), np.argsort(order))
     return _finish_routed(grad, x_chunk, omit, magnitude, dtype)
 

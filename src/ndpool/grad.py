@@ -388,6 +388,12 @@ def _dask_pullback(
         if np.dtype(g.dtype).kind not in "biuf":
             msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
             raise TypeError(msg)
+        if any(math.isnan(n) for n in g.shape):
+            msg = (
+                "pullback: grad_out has unknown chunk sizes: call "
+                "grad_out.compute_chunk_sizes() first"
+            )
+            raise ValueError(msg)
         if tuple(g.shape) != tuple(out_shape):
             msg = (
                 f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
