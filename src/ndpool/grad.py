@@ -385,24 +385,29 @@ def _dask_pullback(
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
         g: Any = grad_out if is_dask(grad_out) else np.asarray(grad_out)
-        if np.dtype(g.dtype).kind not in "biuf":
-            msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
-            raise TypeError(msg)
-        if any(math.isnan(n) for n in g.shape):
-            msg = (
-                "pullback: grad_out has unknown chunk sizes: call "
-                "grad_out.compute_chunk_sizes() first"
-            )
-            raise ValueError(msg)
-        if tuple(g.shape) != tuple(out_shape):
-            msg = (
-                f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
-                f"output has shape {tuple(out_shape)}; give one gradient per output"
-            )
-            raise ValueError(msg)
+        _check_grad_out(g, np.dtype(g.dtype).kind, out_shape)
         return grad(g)  # type: ignore[no-any-return]
 
     return pullback
+
+
+def _check_grad_out(g: Any, kind: str, out_shape: tuple[int, ...]) -> None:
+    """A real gradient of known shape, one per pooled output."""
+    if kind not in "biuf":
+        msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
+        raise TypeError(msg)
+    if not all(isinstance(n, (int, np.integer)) for n in g.shape):
+        msg = (
+            f"pullback: grad_out has an unknown shape {tuple(g.shape)} (a Dask "
+            "array with unknown chunk sizes: call grad_out.compute_chunk_sizes())"
+        )
+        raise ValueError(msg)
+    if tuple(g.shape) != tuple(out_shape):
+        msg = (
+            f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
+            f"output has shape {tuple(out_shape)}; give one gradient per output"
+        )
+        raise ValueError(msg)
 
 
 # --------------------------------------------------------------------------
@@ -427,15 +432,7 @@ def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
     def pullback(grad_out: npt.ArrayLike) -> Array:
         g: Any = np.asarray(grad_out) if xp is np else grad_out
         kind = host_dtype(g).kind if xp is not np else g.dtype.kind
-        if kind not in "biuf":
-            msg = f"pullback: grad_out has dtype {g.dtype}; give a real array"
-            raise TypeError(msg)
-        if tuple(g.shape) != tuple(out_shape):
-            msg = (
-                f"pullback: grad_out has shape {tuple(g.shape)} but the pooled "
-                f"output has shape {tuple(out_shape)}; give one gradient per output"
-            )
-            raise ValueError(msg)
+        _check_grad_out(g, kind, out_shape)
         if xp is not np:
             return xp.reshape(_astype(xp, grad(g), dtype), shape)  # type: ignore[no-any-return]
         with np.errstate(all="ignore"):
