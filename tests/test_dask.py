@@ -147,10 +147,23 @@ def test_integer_and_unpool_paths() -> None:
     _check(_lazy(ndpool.avg_pool2d, dx, 3, 2, 1), ndpool.avg_pool2d(x, 3, 2, 1), False)
 
 
-def test_fractional_refused_with_clear_error() -> None:
-    dx = da.zeros((1, 1, 8, 8), chunks=4)
-    with pytest.raises(TypeError, match="fractional"):
-        ndpool.fractional_max_pool2d(dx, 2, output_size=4)
+@pytest.mark.parametrize("chunks", [(1, 1, 3, 4), (2, 3, 11, 13), (1, 2, 11, 5)])
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_fractional_whole_planes(chunks: Any, return_indices: bool) -> None:
+    """Windows drawn per (n, c) plane: each task pools whole planes."""
+    x = _data((2, 3, 11, 13), seed=8)
+    samples = np.random.default_rng(9).random((2, 3, 2), dtype=np.float32)
+    kw = {"return_indices": return_indices, "_random_samples": samples}
+    want = ndpool.fractional_max_pool2d(x, 3, output_size=(5, 6), **kw)
+    dx = da.from_array(x, chunks=chunks)
+    got = _lazy(ndpool.fractional_max_pool2d, dx, 3, output_size=(5, 6), **kw)
+    _check(got, want, exact=True)
+    one = samples[:1]  # unbatched (C, H, W): the first row of samples
+    unbatched = _lazy(
+        ndpool.fractional_max_pool2d, dx[0], 2, output_ratio=0.5, _random_samples=one
+    )
+    want = ndpool.fractional_max_pool2d(x[0], 2, output_ratio=0.5, _random_samples=one)
+    _check(unbatched, want, exact=True)
 
 
 def test_pooled_axes_stay_chunked() -> None:

@@ -780,13 +780,23 @@ def test_one_grad_block_reads_few_chunks(
 # errors, dtypes, empty input
 
 
-def test_fractional_refused() -> None:
-    dx = da.from_array(ties((1, 2, 8, 8)), chunks=4)
-    with pytest.raises(TypeError, match="fractional"):
-        ndpool.vjp(ndpool.fractional_max_pool2d, dx, 2, output_size=4)
-    dx3 = da.from_array(ties((1, 2, 8, 8, 8)), chunks=4)
-    with pytest.raises(TypeError, match="fractional"):
-        ndpool.vjp(ndpool.fractional_max_pool3d, dx3, 2, output_ratio=0.5)
+@pytest.mark.parametrize("style", [*STYLES, "mixed"])
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("nd", [2, 3])
+def test_fractional_grad(nd: int, fmt: str, style: str) -> None:
+    """Windows drawn per plane: the forward and its gradient keep whole
+    planes per task, with the same samples as the NumPy call."""
+    shape = SHAPE_2D if nd == 2 else SHAPE_3D
+    if fmt == "channels_last":
+        shape = (shape[0], *shape[2:], shape[1])
+    channels = shape[1] if fmt == "channels_first" else shape[-1]
+    samples = np.random.default_rng(nd).random((shape[0], channels, nd))
+    fn = getattr(ndpool, f"fractional_max_pool{nd}d")
+    check_vjp(
+        fn, ties(shape, np.float64, seed=19), chunks_for(shape, style), 2,
+        output_ratio=0.5, return_indices=style == "tiny", _random_samples=samples,
+        data_format=fmt, exact=True, g_kind=G_KIND[style],
+    )  # fmt: skip
 
 
 def test_integer_dask_input_has_no_gradient() -> None:

@@ -12,14 +12,16 @@ use Dask's own tree reductions instead, so memory stays bounded there too.
 
 Gradients (``grad_dask``) are the mirror image: one task per input chunk,
 reading the gradients of the windows that touch the chunk (and their
-indices, or their input cells). Unpooling, whose indices may name any cell
-of a plane, runs on blocks of whole planes.
+indices, or their input cells). Fractional pooling, whose windows are drawn
+per plane, and unpooling, whose indices may name any cell of a plane, run
+on blocks of whole planes.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -70,14 +72,8 @@ def pool_dask(
             "the Dask input has unknown chunk sizes: call x.compute_chunk_sizes() first"
         )
         raise ValueError(msg)
-    if any(
-        not p.regular and p.starts is not None and p.starts.ndim > 1 for p in geom.plans
-    ):
-        msg = (
-            "fractional max pooling draws its windows per (n, c) plane and has no "
-            "chunked form: pool a NumPy array (x.compute()) instead"
-        )
-        raise TypeError(msg)
+    if any(_per_plane(p) for p in geom.plans):  # windows drawn plane by plane
+        x = x.rechunk(dict.fromkeys(geom.axes, -1))
     if not return_indices and geom.plans and all(p.full_axis for p in geom.plans):
         reduced = _global_reduction(x, geom, red)
         if reduced is not None:
@@ -99,6 +95,10 @@ def pool_dask(
             axis_blocks.append(blocks)
             continue
         plan = pooled[ax]
+        if _per_plane(plan):  # one block: the whole axis (one chunk, above)
+            axis_blocks.append([(0, plan.out, 0, plan.length, 0, 0)])
+            out_chunks.append((plan.out,))
+            continue
         lo, hi = _needed(plan)
         bounds = _blocks(plan, max(x.chunks[ax]) if x.chunks[ax] else 1)
         blocks = []
@@ -124,10 +124,13 @@ def pool_dask(
         keys = _nested_keys(x.name, in_ranges, 0, ())
         cut = []
         plans = []
+        batch = {ax: s[2:4] for ax, s in enumerate(specs) if ax not in pooled}
         for ax, (o0, o1, a, b, c0, _) in enumerate(specs):
             start = int(in_bounds[ax][c0])
             cut.append((a - start, b - start))
-            if ax in pooled:
+            if ax in pooled and _per_plane(pooled[ax]):
+                plans.append(_plane_slice(pooled[ax], batch))
+            elif ax in pooled:
                 plans.append(pooled[ax].restrict(o0, o1, a, b - a))
         key = (name, *out_idx)
         dsk[key] = (_pool_block, keys, tuple(cut), tuple(plans), red, return_indices)
@@ -152,6 +155,32 @@ def pool_dask(
         graph_i, idxs, chunks, meta=np.empty((0,) * ndim, dtype=np.int64)
     )
     return values, indices
+
+
+def _per_plane(plan: AxisPlan) -> bool:
+    """Windows drawn per (n, c) plane (fractional pooling)."""
+    return plan.starts is not None and plan.starts.ndim > 1
+
+
+def _plane_slice(plan: AxisPlan, batch: dict[int, tuple[int, int]]) -> AxisPlan:
+    """A per-plane plan cut to the planes ``batch`` (axis: ``[lo, hi)``)."""
+
+    def cut(a: Any) -> Any:
+        if a is None or a.ndim == 1:
+            return a
+        index = tuple(
+            slice(*batch[ax]) if ax in batch and a.shape[ax] > 1 else slice(None)
+            for ax in range(a.ndim)
+        )
+        return a[index]
+
+    return replace(
+        plan,
+        starts=cut(plan.starts),
+        ends=cut(plan.ends),
+        count_valid=cut(plan.count_valid),
+        count_padded=cut(plan.count_padded),
+    )
 
 
 def _item(pair: tuple[Array, Array], i: int) -> Array:
@@ -214,7 +243,12 @@ def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
 
     plans = []
     shape = [1] * x.ndim
+    first = {ax: (0, 1) for ax in range(x.ndim) if ax not in geom.axes}
     for p in geom.plans:
+        if _per_plane(p):  # one whole plane
+            plans.append(_plane_slice(p, first))
+            shape[p.axis] = p.length
+            continue
         lo, hi = _needed(p)
         a, b = (int(lo[0]), int(max(hi[0], lo[0]))) if p.out else (0, 0)
         plans.append(p.restrict(0, min(p.out, 1), a, b - a))
@@ -274,6 +308,8 @@ def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | N
     a window routes its gradient by PyTorch's out-of-plane index, which may
     name a cell of any row (see ``grad._routed``).
     """
+    if _per_plane(plan):  # whole planes (the chunk is the whole axis)
+        return 0, plan.out, 0, plan.length
     lo, hi = _needed(plan)
     if plan.regular and plan.count_valid is not None and (plan.count_valid == 0).any():
         hits = np.arange(plan.out)
@@ -322,6 +358,9 @@ def grad_dask(
 
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
+    chunks = x.chunks
+    if any(_per_plane(p) for p in geom.plans):  # as the forward: whole planes
+        x = x.rechunk(dict.fromkeys(pooled, -1))
     batch_chunks = {ax: x.chunks[ax] for ax in range(ndim) if ax not in pooled}
     deps = []
     idx = None
@@ -367,7 +406,8 @@ def grad_dask(
             x_ranges.append(_covering(x_edges[ax], a, b))
             x_first = int(x_edges[ax][x_ranges[-1][0]])
             x_cut.append((a - x_first, b - x_first))
-            plans.append(pooled[ax].restrict(o0, o1, a, b - a))
+            if route is None:  # the spread rules run the windows' own plans
+                plans.append(pooled[ax].restrict(o0, o1, a, b - a))
             starts.append(c0)
             lo, hi = max(a, c0), min(b, c1)
             place.append((slice(lo - c0, hi - c0), slice(lo - a, hi - a)))
@@ -398,9 +438,10 @@ def grad_dask(
             dtype,
         )  # fmt: skip
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
-    return da.Array(  # type: ignore[no-untyped-call]
+    grad = da.Array(  # type: ignore[no-untyped-call]
         graph, name, x.chunks, meta=np.empty((0,) * ndim, dtype=dtype)
     )
+    return grad if grad.chunks == chunks else grad.rechunk(chunks)  # type: ignore[no-untyped-call]
 
 
 def _cut(nested: Any, cut: tuple[tuple[int, int], ...]) -> Array:
