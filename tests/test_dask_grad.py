@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, reject
+from hypothesis import strategies as st
 
 import ndpool
 
@@ -774,6 +776,94 @@ def test_one_grad_block_reads_few_chunks(
     assert counter.calls <= 16, f"one gradient block read {counter.calls} chunks"
     _, want_pb = ndpool.vjp(fn, x, *args, **kwargs)
     assert_close(block, want_pb(g)[:, :, 24:32, 32:40], exact=False)
+
+
+@st.composite
+def random_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """Any 2-d geometry (including "same" and asymmetric padding), op, NaN
+    policy and chunking, on data with ties and NaN."""
+    shape = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 12)),
+        draw(st.integers(1, 12)),
+    )
+    chunks = tuple(draw(st.integers(1, max(1, n))) for n in shape)
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding: Any = draw(
+        st.sampled_from([0, "same", ((1, 0), (0, 2)), (kernel[0] // 2, kernel[1] // 2)])
+    )
+    op = draw(st.sampled_from(["max", "min", "avg", "sum", "lp"]))
+    return {
+        "shape": shape,
+        "chunks": chunks,
+        "kernel": kernel,
+        "kw": {
+            "op": op,
+            "axes": (2, 3),
+            "stride": stride,
+            "dilation": dilation,
+            "padding": padding,
+            "ceil_mode": draw(st.booleans()) and not isinstance(padding, str),
+            "nan_policy": draw(st.sampled_from(["propagate", "omit"])),
+            **(
+                {"norm_type": draw(st.sampled_from([1.0, 2.0, math.inf]))}
+                if op == "lp"
+                else {}
+            ),
+        },
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+@given(case=random_cases())
+def test_random_geometries_and_chunkings(case: dict[str, Any]) -> None:
+    """ndpool.pool's pullback on Dask equals the NumPy one, whatever the
+    windows and the chunks."""
+    x = ties(case["shape"], np.float64, seed=case["seed"], nan=0.1)
+    kw = case["kw"]
+    try:
+        out, want_pb = ndpool.vjp(ndpool.pool, x, case["kernel"], **kw)
+    except ValueError:
+        reject()
+    exact = kw["op"] in ("max", "min") or kw.get("norm_type") == math.inf
+    g = grad_out(out.shape, np.float64, exact)
+    dx = da.from_array(x, chunks=case["chunks"])
+    _, pullback = ndpool.vjp(ndpool.pool, dx, case["kernel"], **kw)
+    got = pullback(g).compute(scheduler="sync")
+    assert_close(got, want_pb(g), exact)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 12),
+                    st.integers(1, 12)),
+    chunk=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 12),
+                    st.integers(1, 12)),
+    size=st.tuples(st.integers(1, 15), st.integers(1, 15)),
+    op=st.sampled_from(["max", "avg"]),
+    policy=st.sampled_from(["propagate", "omit"]),
+    seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_random_adaptive_chunkings(
+    shape: tuple[int, ...],
+    chunk: tuple[int, ...],
+    size: tuple[int, int],
+    op: str,
+    policy: str,
+    seed: int,
+) -> None:
+    """Adaptive windows of any output size (larger than the input too)."""
+    x = ties(shape, np.float64, seed=seed, nan=0.1)
+    fn = getattr(ndpool, f"adaptive_{op}_pool2d")
+    out, want_pb = ndpool.vjp(fn, x, size, nan_policy=policy)
+    g = grad_out(out.shape, np.float64, exact=op == "max")
+    _, pullback = ndpool.vjp(
+        fn, da.from_array(x, chunks=chunk), size, nan_policy=policy
+    )
+    got = pullback(g).compute(scheduler="sync")
+    assert_close(got, want_pb(g), exact=op == "max")
 
 
 # --------------------------------------------------------------------------

@@ -157,6 +157,12 @@ def pool_dask(
     return values, indices
 
 
+def _has_empty(plan: AxisPlan) -> bool:
+    """A regular window with no cell inside the input (dilation)."""
+    counts = plan.count_valid
+    return plan.regular and counts is not None and bool((counts == 0).any())
+
+
 def _per_plane(plan: AxisPlan) -> bool:
     """Windows drawn per (n, c) plane (fractional pooling)."""
     return plan.starts is not None and plan.starts.ndim > 1
@@ -306,12 +312,13 @@ def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | N
 
     A plan with a window wholly in padding (dilation) takes every window: such
     a window routes its gradient by PyTorch's out-of-plane index, which may
-    name a cell of any row (see ``grad._routed``).
+    name a cell of any row (see ``grad._routed``); ``grad_dask`` then keeps
+    planes whole.
     """
     if _per_plane(plan):  # whole planes (the chunk is the whole axis)
         return 0, plan.out, 0, plan.length
     lo, hi = _needed(plan)
-    if plan.regular and plan.count_valid is not None and (plan.count_valid == 0).any():
+    if _has_empty(plan):
         hits = np.arange(plan.out)
     else:
         hits = np.flatnonzero((lo < c1) & (hi > c0) & (hi > lo))
@@ -359,7 +366,11 @@ def grad_dask(
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
     chunks = x.chunks
-    if any(_per_plane(p) for p in geom.plans):  # as the forward: whole planes
+    # whole planes: windows drawn per plane (as the forward), or a window
+    # wholly in padding, whose index may name a cell of any row (grad._routed)
+    if any(_per_plane(p) for p in geom.plans) or (
+        route is not None and any(_has_empty(p) for p in geom.plans)
+    ):
         x = x.rechunk(dict.fromkeys(pooled, -1))
     batch_chunks = {ax: x.chunks[ax] for ax in range(ndim) if ax not in pooled}
     deps = []
@@ -480,7 +491,7 @@ def _route_block(
     for k, (start, n) in enumerate(zip(starts, lengths, strict=True)):
         inner = math.prod(whole[k + 1 :])
         pos = rest // inner  # (not np.divmod: several times slower)
-        if inner > 1:
+        if k < len(starts) - 1:
             rest = rest - pos * inner
         pos -= start
         inside = pos.view(np.uint64) < n  # 0 <= pos < n in one comparison
