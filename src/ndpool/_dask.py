@@ -81,7 +81,7 @@ def pool_dask(
 
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
-    in_bounds = [np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in x.chunks]
+    in_bounds = [_edges(c) for c in x.chunks]
     out_chunks: list[tuple[int, ...]] = []
     # per axis: list of (o0, o1, a, b, first_chunk, last_chunk) per output block
     axis_blocks: list[list[tuple[int, int, int, int, int, int]]] = []
@@ -105,11 +105,8 @@ def pool_dask(
         for o0, o1 in itertools.pairwise(bounds):
             a = int(lo[o0:o1].min()) if o1 > o0 else 0
             b = max(int(hi[o0:o1].max()), a) if o1 > o0 else 0
-            c0 = int(np.searchsorted(in_bounds[ax], a, side="right") - 1)
-            c1 = int(np.searchsorted(in_bounds[ax], max(b - 1, a), side="right") - 1)
-            c0 = min(max(c0, 0), len(x.chunks[ax]) - 1)
-            c1 = min(max(c1, c0), len(x.chunks[ax]) - 1)
-            blocks.append((o0, o1, a, b, c0, c1))
+            held = _covering(in_bounds[ax], a, b)
+            blocks.append((o0, o1, a, b, held[0], held[-1]))
         out_chunks.append(tuple(o1 - o0 for o0, o1, *_ in blocks))
         axis_blocks.append(blocks)
 
