@@ -195,7 +195,7 @@ def _summary(cells, op, omit, divisor, override, p, kvol, dtype):  # type: ignor
         if p == math.inf:  # NaN propagates (omit has dropped NaN already)
             if any(math.isnan(v) for v in vals):
                 return math.nan
-            return max(abs(v) for v in vals)
+            return max((abs(v) for v in vals), default=0.0)  # no cell: norm 0
         return sum(abs(v) ** p for v in vals) ** (1.0 / p)
     if op == "torch_lp":  # (k * mean(x**p)) ** (1/p), mean over the clipped window
         with np.errstate(all="ignore"):

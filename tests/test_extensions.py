@@ -985,3 +985,14 @@ def test_docs_examples() -> None:
     result = doctest.testfile(str(doc), module_relative=False, verbose=False)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, math.inf])
+def test_lp_of_a_window_with_no_cell_is_zero(p: float) -> None:
+    """The true p-norm of a window wholly in padding is 0 for every p
+    (NaN with nan_policy="omit", as an all-NaN window)."""
+    x = np.array([[2.0, -3.0]])  # taps at -1 and 2: no cell inside
+    kw: dict[str, Any] = {"op": "lp", "norm_type": p, "dilation": 3, "padding": 1}
+    assert ndpool.pool(x, 2, stride=1, **kw).tolist() == [[0.0]]
+    omitted = ndpool.pool(x, 2, stride=1, nan_policy="omit", **kw)
+    assert np.isnan(omitted).all()

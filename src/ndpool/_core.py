@@ -244,7 +244,9 @@ def _pool_block(
         # integers: float64 like every Lp of integers (and no abs overflow)
         mag = np.abs(x if x.dtype.kind == "f" else x.astype(np.float64))
         into = _into(values_dest, mag.dtype, red.dtype)
-        return _cast(_extreme(mag, geom, "max", omit, into), red.dtype)
+        # a window with no cell has norm 0, as for any p (omit: NaN, as p)
+        floor = None if omit else 0
+        return _cast(_extreme(mag, geom, "max", omit, into, floor), red.dtype)
     out_dtype = red.dtype
     if out_dtype is None and x.dtype.kind == "f":
         out_dtype = x.dtype  # float16 sums in float32 but keeps its dtype
@@ -290,12 +292,19 @@ def _folds(op: str, omit: bool) -> tuple[np.ufunc, np.ufunc]:
 
 
 def _extreme(
-    x: Array, geom: Geometry, op: str, omit: bool, into: Array | None = None
+    x: Array,
+    geom: Geometry,
+    op: str,
+    omit: bool,
+    into: Array | None = None,
+    fill: Any = None,
 ) -> Array:
     """Max or min values only: any tap order gives the same result, so the
-    passes run from the outermost pooled axis in (whole rows first)."""
+    passes run from the outermost pooled axis in (whole rows first).
+    ``fill`` (default: the op's identity) is what a window with no cell gets."""
     fold, _ = _folds(op, omit)
-    fill = _fill_value(x.dtype, op, omit)
+    if fill is None:
+        fill = _fill_value(x.dtype, op, omit)
     return _fold_all(x, geom, fold, fill, x.dtype, geom.plans, into)
 
 

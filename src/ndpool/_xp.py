@@ -153,7 +153,10 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
     if red.op in ("max", "min") or (red.op == "lp" and red.norm_type == np.inf):
         src = xp.abs(x) if red.op == "lp" else x
         op = "max" if red.op == "lp" else red.op
-        values, codes = _compare(xp, src, geom, op, red.nan_omit and dtype.kind == "f")
+        omit = red.nan_omit and dtype.kind == "f"
+        # Lp: a window with no cell has norm 0 (the core's rule)
+        floor = 0 if red.op == "lp" and not omit else None
+        values, codes = _compare(xp, src, geom, op, omit, floor)
         values = _cast(xp, values, red.dtype)
         if return_indices:
             return values, _flat_indices(xp, codes, geom, values)
@@ -166,10 +169,11 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
 
 
 def _compare(
-    xp: Any, x: Any, geom: Geometry, op: str, omit: bool
+    xp: Any, x: Any, geom: Geometry, op: str, omit: bool, fill: Any = None
 ) -> tuple[Any, dict[int, Any]]:
     dtype = np_dtype(xp, x.dtype)
-    fill = _fill_value(dtype, op, omit)
+    if fill is None:
+        fill = _fill_value(dtype, op, omit)
     cur = _pad(xp, x, geom, fill)
     if dtype.kind == "b":  # no order on bools in the standard: True > False
         better: Any = (lambda v, o: v & ~o) if op == "max" else (lambda v, o: ~v & o)
