@@ -393,7 +393,8 @@ def naive_route(x: np.ndarray, idx: np.ndarray, axes: list[int], g: np.ndarray) 
         flat, src = int(idx[out_pos]), list(out_pos)
         for a in reversed(pooled):
             flat, src[a] = divmod(flat, x.shape[a])
-        grad[tuple(src)] += g[out_pos]
+        if flat == 0:  # else outside the plane (a window wholly in padding)
+            grad[tuple(src)] += g[out_pos]
     return grad
 
 
@@ -500,6 +501,37 @@ def test_pool_grad_hypothesis(case: dict[str, Any]) -> None:
         if omit:
             want[np.isnan(x)] = 0
     assert_grad(got, want, x)
+
+
+@pytest.mark.parametrize("p", [math.inf, -math.inf, 1.0])
+def test_lp_through_abs_of_nan_matches_torch(p: float) -> None:
+    """PyTorch's sign(NaN) is 0, so the chain through |x| gives a NaN cell
+    a zero gradient (NumPy's sign would give NaN)."""
+    rng = np.random.default_rng(22)
+    x = rng.integers(-3, 4, size=(2, 3, 6, 6)).astype(np.float64)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    check(F.lp_pool2d, TF.lp_pool2d, x, p, 2)
+    if p == 1.0:  # the true p-norm, against torch's vector_norm backward
+        out, pullback = ndpool.vjp(ndpool.pool, x, (2, 2), op="lp", norm_type=p)
+        g = rng.standard_normal(out.shape)
+        tx = torch.tensor(x, requires_grad=True)
+        windows = tx.unfold(2, 2, 2).unfold(3, 2, 2)
+        torch.linalg.vector_norm(windows, p, dim=(-2, -1)).backward(torch.tensor(g))
+        assert_grad(pullback(g), tx.grad, x)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])
+def test_p_norm_gradient_of_a_cell_no_window_reads_is_zero(p: float) -> None:
+    """The p-norm reads only its windows' cells: a NaN or inf cell between
+    windows (stride > kernel) gets 0; PyTorch's lp_pool raises every cell
+    to p, and its autograd gives such a NaN cell NaN, as ndpool does."""
+    x = np.array([[[1.0, 2.0, np.nan, 3.0, -4.0, np.inf]]])
+    out, pullback = ndpool.vjp(ndpool.pool, x, 2, stride=3, op="lp", norm_type=p)
+    grad = pullback(np.ones_like(out))
+    assert grad[0, 0, 2] == 0
+    assert grad[0, 0, 5] == 0
+    assert np.isfinite(grad[0, 0, [0, 1, 3, 4]]).all()
+    check(F.lp_pool1d, TF.lp_pool1d, x[:, :, :5], p, 2, 3)
 
 
 @pytest.mark.parametrize(

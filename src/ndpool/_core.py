@@ -564,6 +564,8 @@ def _summed(
         base = x.astype(acc, copy=False)
         with np.errstate(all="ignore"):
             terms = np.power(np.abs(base) if red.op == "lp" else base, acc.type(p))
+        if red.op == "torch_lp":  # PyTorch rounds each step to the input dtype
+            terms = _rounded(terms, x.dtype)
     else:
         terms = x
     if nan_mask is not None:
@@ -583,10 +585,12 @@ def _summed(
         elif red.op == "torch_lp":
             assert red.norm_type is not None
             mean = total / geom.window_count(include_pad=True).astype(acc)
-            scaled = (
+            mean = _rounded(mean, x.dtype)
+            scaled = _rounded(
                 np.sign(mean)
                 * np.maximum(np.abs(mean), 0)
-                * acc.type(geom.kernel_volume)
+                * acc.type(geom.kernel_volume),
+                x.dtype,
             )
             result = np.power(scaled, acc.type(1.0 / red.norm_type))
         else:  # avg
@@ -609,6 +613,14 @@ def _summed(
         if np.any(empty):
             result = np.where(empty, acc.type(np.nan), result)
     return np.asarray(result)
+
+
+def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:
+    """``values`` rounded to a narrower float ``dtype`` (float16), kept in
+    their own dtype: what PyTorch's half-precision steps store."""
+    if dtype.kind != "f" or dtype.itemsize >= values.dtype.itemsize:
+        return values
+    return values.astype(dtype).astype(values.dtype)
 
 
 def _sum_all(

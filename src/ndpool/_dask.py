@@ -521,7 +521,7 @@ def _finish_routed(
         if omit:
             grad = np.where(np.isnan(x_chunk), 0, grad)
         if magnitude:
-            grad = grad * signs(x_chunk, np, omit)
+            grad = grad * signs(x_chunk, np)
     with np.errstate(all="ignore"):
         return np.asarray(grad, dtype=dtype)
 
@@ -546,12 +546,13 @@ def _untouched_block(
 def _spread_cells(
     grad: Array, x_chunk: Array | None, red: Any, dtype: np.dtype[Any]
 ) -> Array:
-    """``grad._spread``'s per-cell factors on a chunk's adjoint: the Lp
-    cell factor, then 0 on NaN cells with ``omit``."""
+    """``grad._spread``'s per-cell factors on a chunk's cells that no window
+    reads: PyTorch's lp_pool factor (the p-norm reads only the windows'
+    cells), then 0 on NaN cells with ``omit``."""
     from .grad import lp_cell
 
     if x_chunk is not None:
-        if red.op in ("lp", "torch_lp"):
+        if red.op == "torch_lp":
             acc = np.promote_types(x_chunk.dtype, np.float32)
             grad = grad * lp_cell(x_chunk.astype(acc), red, np)
         if red.nan_omit:

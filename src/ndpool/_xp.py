@@ -249,9 +249,15 @@ def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> 
     omit = red.nan_omit and dtype.kind == "f"
     terms = xp.astype(x, acc)
     nan_mask = xp.isnan(terms) if omit else None
+
+    def rounded(v: Any) -> Any:  # PyTorch rounds each lp_pool step (float16)
+        if red.op != "torch_lp" or x.dtype == acc:
+            return v
+        return xp.astype(xp.astype(v, x.dtype), acc)
+
     if red.op in ("lp", "torch_lp"):
         base = xp.abs(terms) if red.op == "lp" else terms
-        terms = xp.pow(base, xp.asarray(red.norm_type, dtype=acc))
+        terms = rounded(xp.pow(base, xp.asarray(red.norm_type, dtype=acc)))
     if nan_mask is not None:
         terms = xp.where(nan_mask, xp.asarray(0, dtype=acc), terms)
     total = _sum_all(xp, terms, geom)
@@ -265,9 +271,9 @@ def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> 
         result = xp.pow(total, xp.asarray(1.0 / red.norm_type, dtype=acc))
     elif red.op == "torch_lp":
         count = _const(xp, geom.window_count(include_pad=True), like, acc)
-        mean = total / count
+        mean = rounded(total / count)
         scaled = xp.sign(mean) * xp.maximum(xp.abs(mean), xp.asarray(0, dtype=acc))
-        scaled = scaled * geom.kernel_volume
+        scaled = rounded(scaled * geom.kernel_volume)
         result = xp.pow(scaled, xp.asarray(1.0 / red.norm_type, dtype=acc))
     else:
         if red.divisor_override is not None:

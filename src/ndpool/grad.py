@@ -197,7 +197,7 @@ def _lp_family(
                 data_format=a["data_format"], nan_policy=a["nan_policy"],
             )  # fmt: skip
         omit = a["nan_policy"] == "omit"
-        grad = _signed(x, _routed(x, idx, tape[0][0], omit), xp, omit)
+        grad = _signed(x, _routed(x, idx, tape[0][0], omit), xp)
         return out, _pullback(x, out.shape, grad)
     out, geom, red = _recorded(fn, bound)
     return out, _pullback(x, out.shape, _spread(x, geom, red))
@@ -250,7 +250,7 @@ def _pool_family(
             fn, bound, x=abs(x), op="max", norm_type=None, return_indices=True,
             dtype=None,
         )  # fmt: skip
-        grad = _signed(x, _routed(x, idx, geom, omit), _ns(x), omit)
+        grad = _signed(x, _routed(x, idx, geom, omit), _ns(x))
     else:
         out, geom, red = _recorded(fn, bound)
         grad = _spread(x, geom, red)
@@ -284,7 +284,7 @@ def _global_family(
             )  # fmt: skip
         grad = _routed(x, idx, tape[0][0], omit)
         if red.op == "lp":
-            grad = _signed(x, grad, xp, omit)
+            grad = _signed(x, grad, xp)
     else:
         grad = _spread(x, geom, red)
     if not a["keepdims"]:
@@ -507,19 +507,17 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
     return route
 
 
-def _signed(x: Array, grad: GradFn, xp: Any, omit: bool) -> GradFn:
-    """Chain ``grad`` (with respect to ``|x|``) through ``abs``; with
-    ``omit``, a NaN cell keeps its zero gradient."""
-    sign = signs(x, xp, omit)
+def _signed(x: Array, grad: GradFn, xp: Any) -> GradFn:
+    """Chain ``grad`` (with respect to ``|x|``) through ``abs``."""
+    sign = signs(x, xp)
     return lambda g: grad(g) * sign
 
 
-def signs(x: Array, xp: Any, omit: bool) -> Array:
-    """``sign(x)``, the derivative of ``|x|``; 0 on NaN cells with ``omit``."""
+def signs(x: Array, xp: Any) -> Array:
+    """PyTorch's ``sign``, the derivative of ``|x|``: 0 on NaN (NumPy's
+    ``sign`` gives NaN), so a NaN cell gets a zero gradient through ``|x|``."""
     sign = xp.sign(x)
-    if omit:
-        sign = xp.where(xp.isnan(x), xp.zeros_like(sign), sign)
-    return sign  # type: ignore[no-any-return]
+    return xp.where(xp.isnan(x), xp.zeros_like(sign), sign)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------
@@ -559,14 +557,28 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     else:
         window, cell = _lp_parts(x, geom, red, acc, xp)
 
+    def adjoint(w: Array) -> Array:
+        return _sum_adjoint(w, geom) if xp is np else sum_adjoint_xp(w, geom)
+
+    # the p-norm reads only the windows' cells: one that no window reads
+    # gets no gradient, not 0 times its (here NaN or inf) factor; PyTorch's
+    # lp_pool raises every cell to p, so its factor applies everywhere
+    uncovered = red.op == "lp" and cell is not None
+    uncovered = uncovered and not bool(xp.all(xp.isfinite(cell)))
+    covered: list[Array] = []  # worked out on the first call
+
     def spread(g: Array) -> Array:
         w = window(_astype(xp, g, acc))
         if empty is not None:
             w = xp.where(empty, xp.zeros_like(w), w)
         w = _astype(xp, w, acc)
-        grad = _sum_adjoint(w, geom) if xp is np else sum_adjoint_xp(w, geom)
+        grad = adjoint(w)
         if cell is not None:
             grad = grad * cell
+        if uncovered:
+            if not covered:
+                covered.append(adjoint(xp.ones_like(w)) > 0)
+            grad = xp.where(covered[0], grad, xp.zeros_like(grad))
         if nan_mask is not None:
             grad = xp.where(nan_mask, xp.zeros_like(grad), grad)
         return grad
@@ -595,7 +607,7 @@ def _torch_lp_parts(
         if red.nan_omit:
             terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
         mean: Any = pool_core(terms, geom, Reduction(op="avg"))
-        sign = xp.sign(mean)
+        sign = signs(mean, xp)  # PyTorch: sign(NaN) = 0
         relu = xp.maximum(abs(mean), xp.zeros_like(mean))
         kvol = float(geom.kernel_volume)
         t = sign * relu * kvol
@@ -649,12 +661,12 @@ def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
             return p * base ** (p - 1.0)
         mag = abs(base)
         if p == 1:
-            return xp.sign(base)  # type: ignore[no-any-return]
+            return signs(base, xp)
         if p < 1:
             kept = xp.where(base == 0, xp.zeros_like(base), mag ** (p - 1.0))
-            return xp.sign(base) * kept  # type: ignore[no-any-return]
+            return signs(base, xp) * kept  # type: ignore[no-any-return]
         if p < 2:
-            return xp.sign(base) * mag ** (p - 1.0)  # type: ignore[no-any-return]
+            return signs(base, xp) * mag ** (p - 1.0)  # type: ignore[no-any-return]
         return base * mag ** (p - 2.0)  # type: ignore[no-any-return]
 
 
