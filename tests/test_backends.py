@@ -338,6 +338,29 @@ def test_vjp_generic_and_global(backend: Any, op: str) -> None:
         _same(ndpool.vjp(fn, to(x[None]))[1](to(gg)), gpull(gg), t, exact=False)
 
 
+@pytest.mark.parametrize(
+    ("shape", "args"),
+    [
+        ((2, 3, 2, 2), ((1, 2), 1, (0, 1), (1, 3))),  # index aliases the next row
+        ((2, 3, 3, 2), (2, 1, 1, 3, True)),  # ceil_mode: in and out of plane
+        ((1, 2, 4, 1, 2), ((2, 1, 2), 1, (1, 0, 1), (3, 1, 3))),
+    ],
+)
+def test_vjp_window_wholly_in_padding(backend: Any, shape: Any, args: Any) -> None:
+    """A dilated window with no real cell keeps PyTorch's index; its gradient
+    goes where that index points in the plane (as PyTorch) and is dropped
+    outside it (PyTorch writes into the next plane), in every backend as in
+    NumPy."""
+    _, to = backend
+    fn = F.max_pool3d if len(shape) == 5 else F.max_pool2d
+    x = np.random.default_rng(23).integers(-3, 4, size=shape).astype(np.float64)
+    out, pull = ndpool.vjp(fn, x, *args)
+    assert np.isinf(out).any()  # some window is wholly in padding
+    g = np.random.default_rng(24).standard_normal(out.shape)
+    t = to(x)
+    _same(ndpool.vjp(fn, t, *args)[1](to(g)), pull(g), t, exact=False)
+
+
 def test_unpool_vjp_gathers(backend: Any) -> None:
     xp, to = backend
     if xp.__name__.startswith(("jax", "array_api_strict")):

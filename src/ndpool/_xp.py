@@ -16,6 +16,7 @@ cache-blocked NumPy ufuncs; the two agree bit for bit on max/min/indices.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -512,8 +513,41 @@ def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
             v = _place(xp, v, plan, j)
         total = v if total is None else total + v
     if total is None:
-        return xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
-    return _crop(total, geom)
+        routed = xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
+    else:
+        routed = _crop(total, geom)
+    return _route_empty(xp, routed, g, geom, steps)
+
+
+def _route_empty(xp: Any, routed: Any, g: Any, geom: Geometry, steps: list[int]) -> Any:
+    """A window wholly in padding (dilation) matches no tap, but its index,
+    PyTorch's, may alias a cell of the plane: the NumPy pullback and
+    PyTorch route its gradient there, and so does this."""
+    empty = geom.window_count(include_pad=False) == 0
+    if not empty.any() or not all(p.regular for p in geom.plans):
+        return routed
+    plane = math.prod(p.index_length for p in geom.plans)
+    axes = geom.axes
+    for pos in np.argwhere(np.broadcast_to(empty, empty.shape)):
+        w = [int(pos[a]) for a in axes]  # the window, per pooled axis
+        flat = 0
+        for plan, i, st in zip(geom.plans, w, steps, strict=True):
+            assert plan.first_tap is not None
+            start = i * plan.stride - plan.pad_before + plan.origin
+            flat += (start + int(plan.first_tap[i]) * plan.dilation) * st
+        if not 0 <= flat < plane:  # outside the plane: dropped
+            continue
+        lengths = [geom.shape[a] for a in axes]  # ascending axes
+        cell = np.zeros(lengths, dtype=bool)
+        cell[np.unravel_index(flat, lengths)] = True
+        cell = cell.reshape([geom.shape[a] if a in axes else 1 for a in range(g.ndim)])
+        window = tuple(
+            slice(w[axes.index(a)], w[axes.index(a)] + 1) if a in axes else slice(None)
+            for a in range(g.ndim)
+        )
+        gw = g[window]
+        routed = routed + xp.where(_const(xp, cell, g, xp.bool), gw, xp.zeros_like(gw))
+    return routed
 
 
 def _tap_cells(plan: AxisPlan, j: int, ndim: int) -> tuple[np.ndarray[Any, Any], Any]:
