@@ -333,31 +333,21 @@ def _lp_pool(
         msg = f"{name}: kernel_size must be an int, got {kernel_size!r}"
         raise TypeError(msg)
     as_int_tuple(kernel_size, nd, "kernel_size")
+    src, op = arr, "torch_lp"
     if isinstance(norm_type, (int, float)) and abs(norm_type) == math.inf:
         # PyTorch: max_pool of |x| (inf) or -max_pool(-|x|) (-inf)
-        mag = abs(arr if host_dtype(arr).kind == "f" else astype(arr, np.dtype("f8")))
-        out = pool_windows(
-            mag,
-            axes,
-            kernel_size,
-            op="max" if norm_type > 0 else "min",
-            stride=stride,
-            ceil_mode=ceil_mode,
-            nan_policy=nan_policy,
-            allowed_lengths=(1, nd),
-        )
-        assert not isinstance(out, tuple)
-        return out
-    if nd == 3:  # through avg_pool3d
+        src = abs(arr if host_dtype(arr).kind == "f" else astype(arr, np.dtype("f8")))
+        op = "max" if norm_type > 0 else "min"
+    elif nd == 3:  # through avg_pool3d
         _check_kernel_fits(arr, axes, kernel_size, name)
     out = pool_windows(
-        arr,
+        src,
         axes,
         kernel_size,
-        op="torch_lp",
+        op=op,
         stride=stride,
         ceil_mode=ceil_mode,
-        norm_type=norm_type,
+        norm_type=norm_type,  # read by op="torch_lp" only
         nan_policy=nan_policy,
         allowed_lengths=(1, nd),
     )
