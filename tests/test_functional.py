@@ -140,9 +140,12 @@ def window_cases(
 # max pooling
 
 
-def _max_cases() -> list[Any]:
+Counts = tuple[tuple[int, int], ...]  # (nd, how many cases) per rank
+
+
+def _max_cases(counts: Counts = ((1, 140), (2, 140), (3, 80))) -> list[Any]:
     out = []
-    for nd, count in ((1, 140), (2, 140), (3, 80)):
+    for nd, count in counts:
         for i, case in enumerate(window_cases(nd, count, nd, dilation=True)):
             out.append(pytest.param(nd, *case, i % 3 != 0, id=f"{nd}d-{i}"))
     return out
@@ -190,15 +193,25 @@ def test_max_pool_float_dtypes(dtype: Any, nd: int, make: Any) -> None:
 # average pooling
 
 
-def _avg_cases() -> list[Any]:
+def _avg_cases(
+    counts: Counts = ((1, 90), (2, 90), (3, 50)),
+    divisors: tuple[int | None, ...] = (None, None, None, 1, 3, -2),
+    *,
+    fits_3d: bool = True,
+    divisor_1d: bool = True,
+) -> list[Any]:
+    """``fits_3d``: no kernel overhang in 3-d (torch's avg_pool3d refuses
+    it); ``divisor_1d``: divisors for 1-d cases too (ndpool's avg_pool1d
+    takes one, torch's has none: the forward test checks it through
+    avg_pool2d, the gradient test draws none)."""
     out = []
-    for nd, count in ((1, 90), (2, 90), (3, 50)):
+    for nd, count in counts:
         for i, case in enumerate(
-            window_cases(nd, count, 10 + nd, dilation=False, fits=nd == 3)
+            window_cases(nd, count, 10 + nd, dilation=False, fits=fits_3d and nd == 3)
         ):
             sizes, kernel, stride, padding, _, ceil = case
             include = i % 2 == 0
-            divisor = (None, None, None, 1, 3, -2)[i % 6]
+            divisor = divisors[i % len(divisors)] if divisor_1d or nd > 1 else None
             out.append(
                 pytest.param(
                     nd,
@@ -272,15 +285,22 @@ def test_avg_pool_special_values() -> None:
 # Lp pooling
 
 
-def _lp_cases() -> list[Any]:
+def _lp_cases(
+    counts: Counts = ((1, 45), (2, 45), (3, 27)),
+    *,
+    padding: bool = False,
+    fits_3d: bool = True,
+) -> list[Any]:
+    """``padding``: whether the sampler draws (unused) paddings, which
+    changes the cases it draws; ``fits_3d`` as for ``_avg_cases``."""
     out = []
     norms = (1, 2, 3, 1.5, 0.5, -1, math.inf, -math.inf, 4.0)
-    for nd, count in ((1, 45), (2, 45), (3, 27)):
-        for i, case in enumerate(
-            window_cases(
-                nd, count, 20 + nd, dilation=False, padding=False, fits=nd == 3
-            )
-        ):
+    for nd, count in counts:
+        fits = fits_3d and nd == 3
+        cases = window_cases(
+            nd, count, 20 + nd, dilation=False, padding=padding, fits=fits
+        )
+        for i, case in enumerate(cases):
             sizes, kernel, stride, _, _, ceil = case
             p = norms[i % len(norms)]
             out.append(

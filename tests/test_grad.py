@@ -24,7 +24,10 @@ import ndpool.functional as F
 from reference import ref_pool, regular_windows, same_pads
 from test_functional import (
     _adaptive_cases,
+    _avg_cases,
     _fractional_cases,
+    _lp_cases,
+    _max_cases,
     _rng,
     _unpool_cases,
     normal,
@@ -32,7 +35,6 @@ from test_functional import (
     special,
     t,
     ties,
-    window_cases,
 )
 
 torch = pytest.importorskip("torch")
@@ -99,17 +101,9 @@ def as_tuple(v: Any, nd: int) -> tuple[int, ...]:
 # torch-named functions, over the forward tests' grids
 
 
-def _max_cases() -> list[Any]:
-    out = []
-    for nd, count in ((1, 60), (2, 60), (3, 30)):
-        for i, case in enumerate(window_cases(nd, count, nd, dilation=True)):
-            out.append(pytest.param(nd, *case, i % 3 != 0, id=f"{nd}d-{i}"))
-    return out
-
-
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
-    _max_cases(),
+    _max_cases(((1, 60), (2, 60), (3, 30))),
 )
 def test_max_pool_grad(
     nd: int,
@@ -140,33 +134,11 @@ def test_max_pool_grad(
         check(fn, tfn, x, *args, True)
 
 
-def _avg_cases() -> list[Any]:
-    out = []
-    for nd, count in ((1, 40), (2, 40), (3, 24)):
-        for i, case in enumerate(window_cases(nd, count, 10 + nd, dilation=False)):
-            sizes, kernel, stride, padding, _, ceil = case
-            divisor = (None, None, 3)[i % 3] if nd > 1 else None
-            out.append(
-                pytest.param(
-                    nd,
-                    sizes,
-                    kernel,
-                    stride,
-                    padding,
-                    ceil,
-                    i % 2 == 0,
-                    divisor,
-                    i % 4 != 0,
-                    id=f"{nd}d-{i}",
-                )
-            )
-    return out
-
-
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "stride", "padding", "ceil", "include", "divisor",
      "batched"),
-    _avg_cases(),
+    _avg_cases(((1, 40), (2, 40), (3, 24)), (None, None, 3), fits_3d=False,
+               divisor_1d=False),
 )  # fmt: skip
 def test_avg_pool_grad(
     nd: int,
@@ -186,23 +158,9 @@ def test_avg_pool_grad(
     check(fn, tfn, special(shape_of(nd, sizes, batched)), *args)
 
 
-def _lp_cases() -> list[Any]:
-    out = []
-    norms = (1, 2, 3, 1.5, 0.5, -1, math.inf, -math.inf, 4.0)
-    for nd, count in ((1, 27), (2, 27), (3, 18)):
-        for i, case in enumerate(window_cases(nd, count, 20 + nd, dilation=False)):
-            sizes, kernel, stride, _, _, ceil = case
-            p = norms[i % len(norms)]
-            out.append(
-                pytest.param(
-                    nd, sizes, p, kernel, stride, ceil, i % 3 != 0, id=f"{nd}d-{i}"
-                )
-            )
-    return out
-
-
 @pytest.mark.parametrize(
-    ("nd", "sizes", "norm_type", "kernel", "stride", "ceil", "batched"), _lp_cases()
+    ("nd", "sizes", "norm_type", "kernel", "stride", "ceil", "batched"),
+    _lp_cases(((1, 27), (2, 27), (3, 18)), padding=True, fits_3d=False),
 )
 def test_lp_pool_grad(
     nd: int,
