@@ -440,6 +440,22 @@ def _fractional_cases() -> list[Any]:
     return out
 
 
+def check_fractional(
+    nd: int, x: np.ndarray, kernel: Any, samples: np.ndarray, **kw: Any
+) -> None:
+    """ndpool's fractional max pool (values and indices) is PyTorch's."""
+    fn, tfn = (
+        getattr(F, f"fractional_max_pool{nd}d"),
+        getattr(TF, f"fractional_max_pool{nd}d"),
+    )
+    out, idx = fn(x, kernel, return_indices=True, _random_samples=samples, **kw)
+    want, want_idx = tfn(
+        t(x), kernel, return_indices=True, _random_samples=t(samples), **kw
+    )
+    assert_exact(out, want)
+    assert_exact(idx, want_idx)
+
+
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "spec", "batched"), _fractional_cases()
 )
@@ -455,19 +471,9 @@ def test_fractional_max_pool(
     shape = shape_of(nd, sizes, batched)
     samples = _rng(shape, "u").random((shape[0] if batched else 1, 3, nd))
     samples = samples.astype(dtype)
-    fn, tfn = (
-        getattr(F, f"fractional_max_pool{nd}d"),
-        getattr(TF, f"fractional_max_pool{nd}d"),
-    )
     kw = {"output_size": spec[1]} if spec[0] == "size" else {"output_ratio": spec[1]}
     for make in (ties, special):
-        x = make(shape, dtype)
-        out, idx = fn(x, kernel, return_indices=True, _random_samples=samples, **kw)
-        want, want_idx = tfn(
-            t(x), kernel, return_indices=True, _random_samples=t(samples), **kw
-        )
-        assert_exact(out, want)
-        assert_exact(idx, want_idx)
+        check_fractional(nd, make(shape, dtype), kernel, samples, **kw)
 
 
 @pytest.mark.parametrize("nd", [2, 3])
@@ -475,14 +481,7 @@ def test_fractional_float16(nd: int) -> None:
     shape = shape_of(nd, (9, 8, 7), True)
     x = normal(shape, np.float16)
     samples = _rng(shape, "h").random((2, 3, nd)).astype(np.float16)
-    fn, tfn = (
-        getattr(F, f"fractional_max_pool{nd}d"),
-        getattr(TF, f"fractional_max_pool{nd}d"),
-    )
-    out, idx = fn(x, 2, 4, return_indices=True, _random_samples=samples)
-    want, want_idx = tfn(t(x), 2, 4, return_indices=True, _random_samples=t(samples))
-    assert_exact(out, want)
-    assert_exact(idx, want_idx)
+    check_fractional(nd, x, 2, samples, output_size=4)
 
 
 @pytest.mark.parametrize("nd", [2, 3])
@@ -631,14 +630,7 @@ def test_empty_batch_and_size_one(nd: int, lead: tuple[int, ...], dtype: Any) ->
 def test_empty_batch_fractional_and_unpool(nd: int) -> None:
     x = normal((0, 3) + (6,) * nd)
     samples = np.zeros((0, 3, nd))
-    fn, tfn = (
-        getattr(F, f"fractional_max_pool{nd}d"),
-        getattr(TF, f"fractional_max_pool{nd}d"),
-    )
-    out, idx = fn(x, 2, 3, return_indices=True, _random_samples=samples)
-    want, want_idx = tfn(t(x), 2, 3, return_indices=True, _random_samples=t(samples))
-    assert_exact(out, want)
-    assert_exact(idx, want_idx)
+    check_fractional(nd, x, 2, samples, output_size=3)
     for d in (1, nd):
         y = x.reshape((0, 3) + (6,) * d) if d != nd else x
         p, i = getattr(F, f"max_pool{d}d")(y, 2, return_indices=True)
