@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -303,6 +303,57 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
 # gradients: one task per input chunk, reading the windows that touch it
 
 
+class _Cut(NamedTuple):
+    """How the gradient task of one input chunk ``[start, start + n)`` reads
+    along one axis: the gradient's chunks and the cut of their concatenation
+    (the windows that touch the chunk), the same for the input (the cells
+    those windows read), where the result lands in the chunk, and (pooled
+    axes, spread rules) the touching windows' own plan."""
+
+    start: int
+    g_range: range
+    g_cut: tuple[int, int]
+    x_range: range
+    x_cut: tuple[int, int]
+    place: tuple[slice, slice]
+    plan: AxisPlan | None
+
+
+def _axis_cuts(
+    x_edges: Array, g_edges: Array, plan: AxisPlan | None, *, spread: bool
+) -> list[_Cut | None]:
+    """Every chunk's ``_Cut`` along one axis (None: no window reads it);
+    ``plan`` is None for a batch axis, whose chunks pair one to one."""
+    cuts: list[_Cut | None] = []
+    for i in range(len(x_edges) - 1):
+        c0, c1 = int(x_edges[i]), int(x_edges[i + 1])
+        if plan is None:
+            own, all_of_it = range(i, i + 1), (0, c1 - c0)
+            place = (slice(None), slice(None))
+            cuts.append(_Cut(c0, own, all_of_it, own, all_of_it, place, None))
+            continue
+        found = _touching(plan, c0, c1)
+        if found is None:
+            cuts.append(None)
+            continue
+        o0, o1, a, b = found
+        g_range, x_range = _covering(g_edges, o0, o1), _covering(x_edges, a, b)
+        g_first, x_first = int(g_edges[g_range[0]]), int(x_edges[x_range[0]])
+        lo, hi = max(a, c0), min(b, c1)
+        cuts.append(
+            _Cut(
+                start=c0,
+                g_range=g_range,
+                g_cut=(o0 - g_first, o1 - g_first),
+                x_range=x_range,
+                x_cut=(a - x_first, b - x_first),
+                place=(slice(lo - c0, hi - c0), slice(lo - a, hi - a)),
+                plan=plan.restrict(o0, o1, a, b - a) if spread else None,
+            )
+        )
+    return cuts
+
+
 def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | None:
     """The windows ``[o0, o1)`` that read a cell of ``[c0, c1)`` and the cells
     ``[a, b)`` those windows read (as the forward's blocks); None if none.
@@ -385,65 +436,50 @@ def grad_dask(
     deps += [g, x] if needs_x else [g]
     x_edges = [_edges(c) for c in x.chunks]
     g_edges = [_edges(c) for c in g.chunks]
+    # per axis and chunk, once: how it reads the gradient and the input
+    cuts = [
+        _axis_cuts(x_edges[ax], g_edges[ax], pooled.get(ax), spread=route is None)
+        for ax in range(ndim)
+    ]
     token = tokenize(x, g, [_plan_token(p) for p in geom.plans], red, route, magnitude)
     name = f"ndpool-grad-{token}"
     dtype = np.dtype(x.dtype)
+    axes = tuple(sorted(pooled))
+    whole = tuple(p.index_length for p in geom.plans)
     dsk: dict[Any, Any] = {}
     for index in itertools.product(*(range(len(c)) for c in x.chunks)):
         chunk_shape = tuple(x.chunks[ax][i] for ax, i in enumerate(index))
         key = (name, *index)
         x_key = (x.name, *index) if needs_x else None
-        g_ranges, x_ranges, g_cut, x_cut, plans = [], [], [], [], []
-        starts, place = [], []
-        for ax, i in enumerate(index):
-            c0, c1 = int(x_edges[ax][i]), int(x_edges[ax][i + 1])
-            if ax not in pooled:
-                g_ranges.append(range(i, i + 1))
-                x_ranges.append(range(i, i + 1))
-                g_cut.append((0, c1 - c0))
-                x_cut.append((0, c1 - c0))
-                place.append((slice(None), slice(None)))
-                continue
-            found_windows = _touching(pooled[ax], c0, c1)
-            if found_windows is None:
-                break
-            o0, o1, a, b = found_windows
-            g_ranges.append(_covering(g_edges[ax], o0, o1))
-            g_first = int(g_edges[ax][g_ranges[-1][0]])
-            g_cut.append((o0 - g_first, o1 - g_first))
-            x_ranges.append(_covering(x_edges[ax], a, b))
-            x_first = int(x_edges[ax][x_ranges[-1][0]])
-            x_cut.append((a - x_first, b - x_first))
-            if route is None:  # the spread rules run the windows' own plans
-                plans.append(pooled[ax].restrict(o0, o1, a, b - a))
-            starts.append(c0)
-            lo, hi = max(a, c0), min(b, c1)
-            place.append((slice(lo - c0, hi - c0), slice(lo - a, hi - a)))
-        else:
-            g_keys = _nested_keys(g.name, g_ranges, 0, ())
-            if route is not None:
-                assert idx is not None
-                i_keys = _nested_keys(idx.name, g_ranges, 0, ())
-                lengths = tuple(chunk_shape[ax] for ax in sorted(pooled))
-                whole = tuple(p.index_length for p in geom.plans)
-                dsk[key] = (
-                    _route_block, g_keys, i_keys, tuple(g_cut), x_key,
-                    tuple(sorted(pooled)), tuple(starts), lengths, whole,
-                    red.nan_omit, magnitude, dtype,
-                )  # fmt: skip
-            else:
-                x_keys = _nested_keys(x.name, x_ranges, 0, ()) if needs_x else None
-                region = tuple(b - a for a, b in x_cut)
-                dsk[key] = (
-                    _spread_block, g_keys, tuple(g_cut), x_keys, tuple(x_cut),
-                    x_key, region, tuple(plans), red, chunk_shape, tuple(place),
-                    dtype,
-                )  # fmt: skip
+        found = [cuts[ax][i] for ax, i in enumerate(index)]
+        if any(c is None for c in found):  # no window reads this chunk
+            dsk[key] = (
+                _untouched_block, x_key, chunk_shape, red, route is not None,
+                magnitude, dtype,
+            )  # fmt: skip
             continue
-        # no window reads this chunk
+        per_axis = [c for c in found if c is not None]
+        g_keys = _nested_keys(g.name, [c.g_range for c in per_axis], 0, ())
+        g_cut = tuple(c.g_cut for c in per_axis)
+        if route is not None:
+            assert idx is not None
+            i_keys = _nested_keys(idx.name, [c.g_range for c in per_axis], 0, ())
+            starts = tuple(per_axis[ax].start for ax in axes)
+            lengths = tuple(chunk_shape[ax] for ax in axes)
+            dsk[key] = (
+                _route_block, g_keys, i_keys, g_cut, x_key, axes, starts, lengths,
+                whole, red.nan_omit, magnitude, dtype,
+            )  # fmt: skip
+            continue
+        x_keys = None
+        if needs_x:
+            x_keys = _nested_keys(x.name, [c.x_range for c in per_axis], 0, ())
+        x_cut = tuple(c.x_cut for c in per_axis)
+        plans = tuple(c.plan for c in per_axis if c.plan is not None)
         dsk[key] = (
-            _untouched_block, x_key, chunk_shape, red, route is not None, magnitude,
-            dtype,
+            _spread_block, g_keys, g_cut, x_keys, x_cut, x_key,
+            tuple(b - a for a, b in x_cut), plans, red, chunk_shape,
+            tuple(c.place for c in per_axis), dtype,
         )  # fmt: skip
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     grad = da.Array(  # type: ignore[no-untyped-call]
