@@ -256,6 +256,18 @@ CASES: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = [
     ("max_unpool3d", P2[None], (I2[None], 2), {"output_size": (4, 6)}),
     ("max_unpool2d", np.zeros((2, 0, 2, 3)), (np.zeros((2, 0, 2, 3), np.int64), 2), {}),
     ("max_unpool2d", np.zeros((0, 3, 2, 3)), (np.zeros((0, 3, 2, 3), np.int64), 2), {}),
+    # unbatched with no channels: the adaptive and fractional kernels take it
+    ("adaptive_max_pool1d", np.zeros((0, 4)), (2,), {}),
+    ("adaptive_max_pool2d", np.zeros((0, 4, 4)), (2,), {"return_indices": True}),
+    ("adaptive_max_pool3d", np.zeros((0, 4, 4, 4)), (2,), {}),
+    ("adaptive_avg_pool3d", np.zeros((0, 4, 4, 4)), (2,), {}),
+    ("adaptive_avg_pool3d", np.zeros((1, 0, 4, 4, 4)), (2,), {}),
+    ("adaptive_max_pool2d", np.zeros((1, 0, 4, 4)), (2,), {}),
+    ("fractional_max_pool2d", np.zeros((0, 4, 4)), (2,), {"output_size": 1}),
+    ("fractional_max_pool3d", np.zeros((0, 4, 4, 4)), (2,), {"output_size": 1}),
+    ("fractional_max_pool2d", np.zeros((1, 0, 4, 4)), (2,), {"output_size": 1}),
+    ("max_pool2d", np.zeros((0, 4, 4)), (2,), {}),
+    ("avg_pool2d", np.zeros((0, 4, 4)), (2,), {}),
 ]
 
 
@@ -595,6 +607,26 @@ MESSAGES = [
     (lambda: ndpool.pool(X2, (2, 2), axes=(1, -3)), ValueError, r"axes.*\(1, -3\)"),
     (lambda: ndpool.pool(X2, 2, nan_policy="raise"), ValueError, r"nan_policy.*raise"),
     (lambda: ndpool.pool(X2, 2, op="lp"), TypeError, r"norm_type.*None"),
+    (lambda: F.lp_pool2d(X2, 10**400, 2), ValueError, r"norm_type=1000.*too large"),
+    (lambda: F.max_pool2d(X2, 2, 2**63), ValueError, r"stride=9223372036854775808"),
+    (
+        lambda: F.avg_pool2d(X2, 2, divisor_override=-(10**30)),
+        ValueError,
+        r"divisor_override=-1000.*out of range",
+    ),
+    (
+        lambda: F.fractional_max_pool2d(X2, 2, output_ratio=10**400),
+        ValueError,
+        r"output_ratio=1000.*finite",
+    ),
+    (lambda: ndpool.pool(X2, 2, op="avg", dtype="U3"), TypeError, r"dtype='U3'.*<U3"),
+    (lambda: ndpool.pool(X2, 2, dtype=complex), TypeError, r"dtype=.*complex128"),
+    (lambda: ndpool.pool(X2, 2, dtype="foo"), TypeError, r"dtype='foo'.*not a NumPy"),
+    (
+        lambda: ndpool.global_avg_pool(X2, keepdims="no"),
+        TypeError,
+        r"keepdims must be a bool, got 'no'",
+    ),
 ]
 
 

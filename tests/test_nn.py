@@ -148,3 +148,43 @@ def test_backward_before_call() -> None:
 def test_import_without_torch() -> None:
     code = "import sys, ndpool.nn; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "dtype"),
+    [
+        (lambda m: m.MaxPool2d(2), np.uint8),
+        (lambda m: m.MaxPool2d(3, 2, 1), np.int64),
+        (lambda m: m.AvgPool2d(2), np.int64),
+    ],
+)
+def test_integer_input_runs_the_forward(make: Any, dtype: Any) -> None:
+    """As torch.nn's layers: integer images pool; only backward() refuses."""
+    x = np.random.default_rng(4).integers(0, 200, (2, 3, 7, 7)).astype(dtype)
+    layer = make(nn)
+    ours = layer(x)
+    want = make(torch.nn)(torch.from_numpy(x)).numpy()
+    # max keeps the integers; torch truncates an integer average, where
+    # ndpool gives the exact float64 mean (docs/differences.md)
+    assert ours.dtype == (np.float64 if isinstance(layer, nn.AvgPool2d) else dtype)
+    np.testing.assert_array_equal(np.trunc(ours), want)
+    with pytest.raises(TypeError, match=rf"backward.*{np.dtype(dtype)}.*floating"):
+        layer.backward(np.ones(ours.shape))
+
+
+def test_integer_unpool_layer_runs_the_forward() -> None:
+    x = np.arange(24).reshape(1, 2, 3, 4)
+    pooled, idx = F.max_pool2d(x.astype(float), 2, return_indices=True)
+    layer = nn.MaxUnpool2d(2)
+    out = layer(pooled.astype(np.int64), idx, output_size=(3, 4))
+    np.testing.assert_array_equal(
+        out, F.max_unpool2d(pooled, idx, 2, output_size=(3, 4))
+    )
+    assert out.dtype == np.int64
+    with pytest.raises(TypeError, match="floating"):
+        layer.backward(np.ones(out.shape))
+
+
+def test_reachable_after_import_ndpool() -> None:
+    code = "import ndpool; assert ndpool.nn.MaxPool2d(2)"
+    subprocess.run([sys.executable, "-c", code], check=True)

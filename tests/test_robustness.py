@@ -4,12 +4,16 @@ hang or an out-of-memory kill."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import ndpool
 import ndpool.functional as F
+from reference import out_length, reduce_windows, regular_windows
 
 
 def test_huge_adaptive_output_is_refused_before_any_allocation() -> None:
@@ -99,3 +103,160 @@ def test_plans_with_too_many_taps_to_keep_pool_the_same(
     assert not isinstance(plan.spans(), tuple)  # a fresh generator each use
     for got, want in zip(results(), kept, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_far_apart_windows_of_a_huge_kernel_cost_only_their_cells() -> None:
+    """Asymmetric padding with a huge kernel and a long stride: each window
+    reads a few real cells, so the loops visit those taps, not the kernel."""
+    x = np.arange(4.0).reshape(1, 4)
+    k = 10**15
+    start = time.perf_counter()
+    pads = ((k - 1, k - 1),)
+    out, idx = ndpool.pool(x, k, stride=k // 10, padding=pads, return_indices=True)
+    avg = ndpool.pool(x, k, stride=k // 10, padding=pads, op="avg")
+    _, pull = ndpool.vjp(ndpool.pool, x, k, stride=k // 10, padding=pads)
+    grad = pull(np.ones_like(out))
+    assert time.perf_counter() - start < 30
+    # 11 windows: the first ends at cell 0, the last starts at cell 1, the
+    # others cover the whole input
+    np.testing.assert_array_equal(out, [[0.0] + [3.0] * 10])
+    np.testing.assert_array_equal(idx, [[0] + [3] * 10])
+    np.testing.assert_array_equal(avg, [[0.0] + [6 / k] * 10])
+    np.testing.assert_array_equal(grad, [[1, 0, 0, 10]])
+
+
+@settings(deadline=None)
+@given(
+    length=st.integers(1, 6),
+    k=st.integers(20, 300),
+    s=st.integers(1, 120),
+    d=st.integers(1, 3),
+    pads=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+    op=st.sampled_from(["max", "avg", "lp"]),
+)
+def test_sparse_live_taps_match_the_naive_loop(
+    length: int, k: int, s: int, d: int, pads: tuple[int, int], op: str
+) -> None:
+    span = d * (k - 1) + 1
+    pb, pa = (p % span for p in pads)
+    assume(out_length(length, k, s, d, pb, pa, False) >= 1)
+    x = np.random.default_rng(length * k + s).standard_normal((2, length))
+    kwargs: dict[str, Any] = {"stride": s, "dilation": d, "padding": ((pb, pa),)}
+    if op == "lp":
+        kwargs["norm_type"] = 2.0
+    windows = [regular_windows(length, k, s, d, pb, pa, False)]
+    want, want_idx = reduce_windows(x, [1], windows, **_kwargs(op))
+    if op == "max":
+        got, idx = ndpool.pool(x, k, op=op, return_indices=True, **kwargs)
+        np.testing.assert_array_equal(idx, want_idx)
+    else:
+        got = ndpool.pool(x, k, op=op, **kwargs)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def _kwargs(op: str) -> dict[str, Any]:
+    return {"op": op, "norm_type": 2.0 if op == "lp" else None}
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda: F.adaptive_max_pool1d(np.ones((0, 1, 4)), 10**12), "tables"),
+        (lambda: F.adaptive_avg_pool2d(np.ones((1, 1, 4, 4)), (10**12, 0)), "tables"),
+        (lambda: F.adaptive_max_pool1d(np.ones((1, 1, 4)), 10**11), "tables"),
+        (
+            lambda: ndpool.pool(
+                np.ones((1, 4)), 10**12, stride=1, padding=((10**12 - 1, 10**12 - 1),)
+            ),
+            "kernel_size, stride and padding",
+        ),
+    ],
+)
+def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"stride": 2**63}, r"stride=9223372036854775808 is out of range"),
+        ({"dilation": 2**63}, r"dilation=.* is out of range"),
+        ({"padding": ((2**63, 0),)}, r"padding=.* is out of range"),
+        ({"kernel_size": 2**61, "dilation": 4, "padding": "same"}, r"spans .* 2\*\*62"),
+    ],
+)
+def test_int64_overflowing_arguments_are_value_errors(
+    kwargs: dict[str, Any], pattern: str
+) -> None:
+    kwargs.setdefault("kernel_size", 2)
+    with pytest.raises(ValueError, match=pattern):
+        ndpool.pool(np.ones((1, 8)), **kwargs)
+    with pytest.raises(ValueError, match=r"kernel_size=.* out of range"):
+        F.avg_pool1d(np.ones((1, 1, 4)), np.uint64(2**64 - 1))
+
+
+def test_indices_of_a_window_past_int64_ranks_are_refused() -> None:
+    x = np.random.default_rng(5).random((1, 2, 5, 5))
+    k, p = (10**10,) * 2, (5 * 10**9,) * 2
+    assert F.max_pool2d(x, k, 1, p).shape == (1, 2, 6, 6)  # values only: fine
+    with pytest.raises(ValueError, match=r"return_indices.*2\*\*63"):
+        F.max_pool2d(x, k, 1, p, return_indices=True)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i8", ">u2", "<f4"])
+@pytest.mark.parametrize("op", ["max", "min", "avg", "sum", "lp"])
+def test_any_byte_order_pools_as_native(dtype: str, op: str) -> None:
+    native = np.random.default_rng(6).integers(0, 100, (2, 3, 6, 5))
+    native = native.astype(np.dtype(dtype).newbyteorder("="))
+    swapped = native.astype(dtype)
+    kw: dict[str, Any] = {"op": op, "norm_type": 2.0 if op == "lp" else None}
+    want = ndpool.pool(native, 3, padding="same", **kw)
+    got = ndpool.pool(swapped, 3, padding="same", **kw)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+    assert got.dtype.isnative
+    got_nan = ndpool.pool(swapped, 2, nan_policy="omit", **kw)
+    np.testing.assert_array_equal(
+        got_nan, ndpool.pool(native, 2, nan_policy="omit", **kw)
+    )
+    np.testing.assert_array_equal(
+        ndpool.global_max_pool(swapped), ndpool.global_max_pool(native)
+    )
+    if np.dtype(dtype).kind == "f":
+        samples = np.full((2, 3, 2), 0.5, native.dtype)
+        np.testing.assert_array_equal(
+            F.fractional_max_pool2d(swapped, 2, 3, _random_samples=samples),
+            F.fractional_max_pool2d(native, 2, 3, _random_samples=samples),
+        )
+
+
+@pytest.mark.parametrize(
+    ("x", "dtype", "want"),
+    [
+        (np.array([[2**63 - 1, 2**63 - 1]]), np.int64, 2**63 - 1),  # avg
+        (np.array([[1e30, 1.0]]), np.int64, 2**63 - 1),
+        (np.array([[-1e30, -1.0]]), np.int64, -(2**63)),
+        (np.array([[1e30, 1.0]]), np.uint64, 2**64 - 1),
+        (np.array([[-1e30, -1.0]]), np.uint64, 0),
+        (np.array([[2**64 - 1] * 2], np.uint64), np.uint64, 2**64 - 1),
+        (np.array([[6e9, 1.0]], np.float32), np.int32, 2**31 - 1),
+        (np.array([[np.nan, 1.0]]), np.int64, 0),
+    ],
+)
+def test_integer_dtype_saturates_at_every_limit(x: Any, dtype: Any, want: int) -> None:
+    got = ndpool.pool(x, 2, op="avg", dtype=dtype)
+    assert got.dtype == dtype
+    assert int(got[0, 0]) == want
+
+
+def test_masked_arrays() -> None:
+    data = np.array([[1.0, 9.0, 3.0, 4.0]])
+    unmasked = np.ma.masked_array(data)
+    np.testing.assert_array_equal(F.max_pool1d(unmasked, 2), [[9.0, 4.0]])
+    masked = np.ma.masked_array(data, mask=[[0, 1, 0, 0]])
+    with pytest.raises(TypeError, match=r"masked.*filled\(np\.nan\).*omit"):
+        F.max_pool1d(masked, 2)
+    np.testing.assert_array_equal(
+        ndpool.pool(masked.filled(np.nan), 2, nan_policy="omit"), [[1.0, 4.0]]
+    )

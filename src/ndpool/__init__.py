@@ -8,6 +8,7 @@ array([[[ 6,  8],
 
 from __future__ import annotations
 
+from . import nn as nn  # reachable as torch.nn is after `import torch`
 from ._threads import get_num_threads, set_num_threads
 from .functional import (
     adaptive_avg_pool1d,

@@ -278,10 +278,15 @@ def _fill_value(dtype: np.dtype[Any], op: str, omit: bool) -> Any:
 
 
 def _code_dtype(taps: int) -> np.dtype[Any]:
-    for t in (np.int8, np.int16, np.int32):
+    """The smallest signed integer dtype holding every tap rank below ``taps``."""
+    for t in (np.int8, np.int16, np.int32, np.int64):
         if taps <= np.iinfo(t).max:
             return np.dtype(t)
-    return np.dtype(np.int64)
+    msg = (
+        f"return_indices: the window has {taps:,} cells; ndpool ranks them in "
+        "int64, so a window with indices may have at most 2**63 - 1 cells"
+    )
+    raise ValueError(msg)
 
 
 def _folds(op: str, omit: bool) -> tuple[np.ufunc, np.ufunc]:
@@ -757,9 +762,15 @@ def _cast(values: Array, dtype: np.dtype[Any] | None) -> Array:
         if dtype.kind == "b":
             return np.asarray(values != 0)
         info = np.iinfo(dtype)
+        rounded = np.rint(values)
+        # compared in the values' float type, where a limit like 2**63 - 1
+        # rounds up to 2**63: a value that reaches it is out of range
         with np.errstate(invalid="ignore"):
-            rounded = np.clip(np.rint(values), info.min, info.max)
-        return np.asarray(np.nan_to_num(rounded, nan=0).astype(dtype))
+            top, bottom = rounded >= info.max, rounded <= info.min
+        inside = np.where(top | bottom | np.isnan(rounded), 0, rounded)
+        out = np.asarray(inside.astype(dtype))
+        out[top], out[bottom] = info.max, info.min
+        return out
     if dtype.kind in "iu" and values.dtype.kind in "iu":  # saturate, never wrap
         src, dst = np.iinfo(values.dtype), np.iinfo(dtype)
         lo, hi = max(src.min, dst.min), min(src.max, dst.max)

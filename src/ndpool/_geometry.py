@@ -64,6 +64,22 @@ def _is_int(value: object) -> bool:
     )
 
 
+#: the largest size, stride, padding or window extent ndpool takes: every
+#: position and flat index it computes must fit in int64
+INT_LIMIT = 2**62
+
+
+def check_int_range(value: int, name: str) -> int:
+    """``value`` if it is within +-``INT_LIMIT`` (ValueError otherwise)."""
+    if not -INT_LIMIT <= value <= INT_LIMIT:
+        msg = (
+            f"{name}={value} is out of range: ndpool computes positions and "
+            "counts in int64, so it must lie within +-2**62"
+        )
+        raise ValueError(msg)
+    return value
+
+
 def as_int_tuple(
     value: object,
     n: int,
@@ -77,7 +93,7 @@ def as_int_tuple(
     sequence is broadcast, as PyTorch's ``_pair``); default: exactly ``n``.
     """
     if _is_int(value):
-        return (int(value),) * n  # type: ignore[call-overload]
+        return (check_int_range(int(value), name),) * n  # type: ignore[call-overload]
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         msg = (
             f"{name} must be an int or a sequence of {n} ints, "
@@ -97,9 +113,10 @@ def as_int_tuple(
         want = " or ".join(str(k) for k in lengths)
         msg = f"{name} must have {want} entries (one per pooled axis), got {value!r}"
         raise ValueError(msg)
-    if len(items) == 1 and n != 1:
-        return (int(items[0]),) * n
-    return tuple(int(v) for v in items)
+    ints = tuple(check_int_range(int(v), name) for v in items)
+    if len(ints) == 1 and n != 1:
+        return ints * n
+    return ints
 
 
 def check_positive(
@@ -225,19 +242,33 @@ class AxisPlan:
             and self.taps == self.length
         )
 
-    @property
-    def live_taps(self) -> range:
-        """The taps that some window reads inside the input.
+    @functools.cached_property
+    def live_taps(self) -> Sequence[int]:
+        """The taps that some window reads inside the input, ascending.
 
         The others read only padding, so no loop needs them: a huge kernel
-        with "same" padding costs what its real cells cost, not its size.
+        costs what its real cells cost, not its size.
         """
         if not self.regular or self.out <= 0:
             return range(self.taps)
+        d, length = self.dilation, self.length
         last_start = (self.out - 1) * self.stride - self.pad_before
-        first = max(0, -(last_start // self.dilation))  # some position >= 0
-        last = min(self.taps - 1, (self.length - 1 + self.pad_before) // self.dilation)
-        return range(first, max(first, last + 1))
+        first = max(0, -(last_start // d))  # some position >= 0
+        last = min(self.taps - 1, (length - 1 + self.pad_before) // d)
+        whole = range(first, max(first, last + 1))
+        if len(whole) <= self.out * -(-length // d):
+            return whole
+        # a window reads at most ceil(length / d) real cells: with few
+        # windows far apart (a huge kernel, a long stride) most taps between
+        # ``first`` and ``last`` belong to none of them
+        starts = np.arange(self.out, dtype=np.int64) * self.stride - self.pad_before
+        lo = np.maximum(0, -(starts // d))
+        hi = np.minimum(self.taps, (length - 1 - starts) // d + 1)
+        counts = np.maximum(hi - lo, 0)
+        offsets = np.arange(int(counts.sum())) - np.repeat(
+            counts.cumsum() - counts, counts
+        )
+        return tuple(np.unique(np.repeat(lo, counts) + offsets).tolist())
 
     def spans(self) -> Iterable[Tap]:
         """Every live tap that some window has, as a ``Tap``.
@@ -493,7 +524,7 @@ def resolve_padding(
                     f"{name} entry {pair!r} (axis {axis_of[i]}) must be a pair of ints"
                 )
                 raise TypeError(msg)
-            before, after = int(pair[0]), int(pair[1])
+            before, after = (check_int_range(int(v), name) for v in pair)
             if before < 0 or after < 0:
                 msg = f"{name} must be non-negative, got {pair!r} (axis {axis_of[i]})"
                 raise ValueError(msg)
@@ -584,6 +615,18 @@ def regular_geometry(
     ``axes[i]`` goes with ``kernel[i]`` etc.; the plans come out in ascending
     axis order. Raises ValueError if an output length would be < 1.
     """
+    out_shape = list(shape)
+    for a, k, s, (pb, pa), d in zip(axes, kernel, stride, pads, dilation, strict=True):
+        if d * (k - 1) + 1 > INT_LIMIT:
+            msg = (
+                f"kernel_size={k} with dilation={d} spans {d * (k - 1) + 1} cells "
+                f"(axis {a}): ndpool computes positions in int64, so a window may "
+                "span at most 2**62"
+            )
+            raise ValueError(msg)
+        out_shape[a] = _out_length(shape[a], k, s, d, pb, pa, bool(ceil_mode))
+    pooled = [out_shape[a] for a in axes]
+    check_output_size(out_shape, "kernel_size, stride and padding", pooled=pooled)
     plans = []
     for a, k, s, (pb, pa), d in zip(axes, kernel, stride, pads, dilation, strict=True):
         plan = _regular_axis(a, shape[a], k, s, d, pb, pa, bool(ceil_mode))
@@ -639,18 +682,35 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def check_output_size(shape: Sequence[int], name: str) -> None:
-    """Refuse an output no machine memory could hold (even at 1 byte a cell).
+#: bytes of per-window tables a pooled axis keeps per output position
+#: (window starts, ends, first taps and two counts, int64 each)
+_TABLE_BYTES = 40
 
-    Without this, a huge ``output_size`` would be allocated lazily and the
-    process killed by the OS when it is filled, instead of an error.
+
+def check_output_size(
+    shape: Sequence[int],
+    name: str,
+    *,
+    itemsize: int = 1,
+    pooled: Sequence[int] = (),
+) -> None:
+    """Refuse an output no machine memory could hold.
+
+    Counts ``itemsize`` bytes a cell, and the per-window tables of the
+    ``pooled`` output lengths (which exist even when another axis is
+    empty). Without this, a huge ``output_size`` would be allocated lazily
+    and the process killed by the OS when it is filled, instead of an error.
     """
-    total = math.prod(shape)
     limit = _memory_bytes()
-    if limit is not None and total > limit:
+    if limit is None:  # pragma: no cover - not POSIX
+        return
+    total = math.prod(shape)
+    need = max(total * itemsize, max(pooled, default=0) * _TABLE_BYTES)
+    if need > limit:
         msg = (
-            f"{name} asks for an output of shape {tuple(shape)} ({total:,} cells), "
-            f"more than this machine's memory ({limit:,} bytes) can hold"
+            f"{name} asks for an output of shape {tuple(shape)} ({total:,} cells, "
+            f"{need:,} bytes with its tables), more than this machine's memory "
+            f"({limit:,} bytes) can hold"
         )
         raise ValueError(msg)
 
@@ -673,7 +733,7 @@ def adaptive_geometry(
     out_shape = list(shape)
     for a, o in zip(axes, output_size, strict=True):
         out_shape[a] = o
-    check_output_size(out_shape, "output_size")
+    check_output_size(out_shape, "output_size", pooled=output_size)
     plans = [
         _adaptive_axis(a, shape[a], o, len(shape))
         for a, o in zip(axes, output_size, strict=True)

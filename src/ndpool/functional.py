@@ -91,8 +91,14 @@ def _input(
     data_format: str,
     *,
     empty_channels: bool = False,
+    unbatched_empty: bool = False,
 ) -> tuple[Array, tuple[int, ...]]:
-    """Check an (N, C, *sp) / (C, *sp) input as PyTorch does; return its axes."""
+    """Check an (N, C, *sp) / (C, *sp) input as PyTorch does; return its axes.
+
+    The batch axis may be empty; so may the channel axis with
+    ``empty_channels``, or with ``unbatched_empty`` when there is no batch
+    axis (PyTorch's adaptive and fractional kernels read C as the batch).
+    """
     arr = as_array(x)
     if arr.ndim not in (nd + 1, nd + 2):
         layout = "C, " + ", ".join(["*"] * nd)
@@ -105,6 +111,7 @@ def _input(
     channel = 1 if arr.ndim == nd + 2 else 0
     if data_format == "channels_last":
         channel = arr.ndim - 1
+    empty_channels |= unbatched_empty and arr.ndim == nd + 1
     for i, size in enumerate(arr.shape):
         if size == 0 and (i in axes or (i == channel and not empty_channels)):
             msg = (
@@ -481,9 +488,12 @@ def _adaptive(
     nan_policy: str,
 ) -> MaybeIndices:
     name = f"adaptive_{op}_pool{nd}d"
-    arr, axes = _input(x, nd, name, data_format, empty_channels=op == "avg")
+    arr, axes = _input(
+        x, nd, name, data_format, empty_channels=op == "avg", unbatched_empty=True
+    )
     sizes = _output_size(output_size, arr, axes, name)
-    if op == "avg" and nd == 3 and arr.size == 0 and sizes != (1, 1, 1):
+    batched = arr.ndim == nd + 2
+    if op == "avg" and nd == 3 and batched and arr.size == 0 and sizes != (1, 1, 1):
         # PyTorch's 3-d kernel refuses C=0; only its global-mean path takes it
         channel = arr.ndim - 1 if data_format == "channels_last" else arr.ndim - 4
         if arr.shape[channel] == 0:
@@ -620,7 +630,7 @@ def _fractional(
     data_format: str,
 ) -> MaybeIndices:
     name = f"fractional_max_pool{nd}d"
-    arr, axes = _input(x, nd, name, data_format)
+    arr, axes = _input(x, nd, name, data_format, unbatched_empty=True)
     if host_dtype(arr).kind != "f":
         msg = f"{name}: input must be floating point, got dtype {arr.dtype}"
         raise TypeError(msg)
@@ -691,16 +701,18 @@ def _fractional(
 
 
 def _ratio_tuple(output_ratio: object, nd: int) -> tuple[float, ...]:
-    ratios: tuple[float, ...] | None = None
+    items: tuple[object, ...] = ()
     if isinstance(output_ratio, numbers.Real):
-        ratios = (float(output_ratio),) * nd
+        items = (output_ratio,) * nd
     elif isinstance(output_ratio, Sequence) and not isinstance(output_ratio, str):
         items = tuple(output_ratio)  # PyTorch: exactly nd, no broadcast
-        if len(items) == nd and all(isinstance(r, numbers.Real) for r in items):
-            ratios = tuple(float(r) for r in items)
-    if ratios is None:
+    if len(items) != nd or not all(isinstance(r, numbers.Real) for r in items):
         msg = f"output_ratio must be a number or {nd} numbers, got {output_ratio!r}"
         raise ValueError(msg)
+    try:
+        ratios = tuple(float(r) for r in items)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        ratios = (math.inf,)
     if not all(math.isfinite(r) for r in ratios):
         msg = f"output_ratio={output_ratio!r} must be finite"
         raise ValueError(msg)
@@ -791,7 +803,11 @@ def _max_unpool(
     else:
         sizes = _unpool_size(output_size, default, strides, arr.ndim, nd)
     batch = [arr.shape[i] for i in range(arr.ndim) if i not in axes]
-    check_output_size([*batch, *sizes], f"{name}: kernel_size, stride and output_size")
+    check_output_size(
+        [*batch, *sizes],
+        f"{name}: kernel_size, stride and output_size",
+        itemsize=host_dtype(arr).itemsize,
+    )
     for i, size in enumerate(sizes):
         if size < 0:  # PyTorch allows an empty output (and then reads no index)
             msg = f"{name}: the output size {sizes} must be non-negative (axis {i})"

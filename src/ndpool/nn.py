@@ -26,13 +26,16 @@ array([[0., 0., 0., 0.],
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy.typing as npt
 
 from . import functional as F
+from ._xp import host_dtype
 from .grad import Pullback, vjp
+from .pooling import as_array
 
 __all__ = [
     "AdaptiveAvgPool1d",
@@ -83,10 +86,22 @@ class _Pool:
 
     def _run(self, input: npt.ArrayLike, *before: Any, **extra: Any) -> Any:
         args, kwargs = self._arguments()
-        out, self._pullback = vjp(
-            type(self)._function, input, *before, *args, **kwargs, **extra
-        )
-        return out
+        fn = type(self)._function
+        x = as_array(input)
+        dtype = host_dtype(x)
+        if dtype.kind == "f":
+            out, self._pullback = vjp(fn, x, *before, *args, **kwargs, **extra)
+            return out
+
+        def refuse(grad_out: npt.ArrayLike) -> Array:
+            msg = (
+                f"{type(self).__name__}.backward(): the last input had dtype "
+                f"{dtype}; only floating inputs have a gradient"
+            )
+            raise TypeError(msg)
+
+        self._pullback = refuse  # integer images pool, as torch.nn's layers
+        return fn(x, *before, *args, **kwargs, **extra)
 
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         """Gradient with respect to the input of the last call.
@@ -241,8 +256,12 @@ class _LPPoolNd(_Pool):
         self.ceil_mode = ceil_mode
 
     def _arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        args = (float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
-        return args, {}
+        p = self.norm_type
+        # torch.nn.LPPool*d passes float(norm_type) (so True means 1); what
+        # float() refuses goes on as is, for the function to name
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            p = float(p)
+        return (p, self.kernel_size, self.stride, self.ceil_mode), {}
 
     def extra_repr(self) -> str:
         return (

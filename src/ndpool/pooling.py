@@ -17,6 +17,7 @@ from ._core import Reduction, is_dask, pool_core
 from ._geometry import (
     as_int_tuple,
     check_dtype,
+    check_int_range,
     check_positive,
     normalize_axes,
     regular_geometry,
@@ -49,15 +50,41 @@ def as_array(x: object, name: str = "input") -> Array:
     Array-API array (torch, CuPy, JAX, ...) is pooled with its own library.
     """
     if is_dask(x):
-        check_dtype(np.dtype(x.dtype), name)  # type: ignore[attr-defined]
+        dtype = np.dtype(x.dtype)  # type: ignore[attr-defined]
+        check_dtype(dtype, name)
+        if not dtype.isnative:
+            return x.astype(dtype.newbyteorder("="))  # type: ignore[attr-defined,no-any-return]
         return x  # type: ignore[return-value]
     xp = namespace(x)
     if xp is not None:  # any Array-API array stays what it is
         np_dtype(xp, x.dtype)  # type: ignore[attr-defined]
         return x  # type: ignore[return-value]
-    arr = np.asarray(x)
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():
+        msg = (
+            f"{name} is a masked array; ndpool would ignore its mask. Pool "
+            "x.filled(np.nan) with nan_policy='omit' to skip the masked cells, "
+            "or np.asarray(x) to pool every value"
+        )
+        raise TypeError(msg)
+    arr = np.ma.getdata(x) if isinstance(x, np.ma.MaskedArray) else np.asarray(x)
     check_dtype(arr.dtype, name)
+    if not arr.dtype.isnative:  # big-endian data (FITS, network order)
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
+
+
+def check_out_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
+    """The ``dtype=`` argument as a bool, integer or floating NumPy dtype."""
+    try:
+        out = np.dtype(dtype)
+    except TypeError as err:
+        msg = f"dtype={dtype!r} is not a NumPy dtype"
+        raise TypeError(msg) from err
+    if out.kind not in "biuf":
+        msg = f"dtype={dtype!r} must be a bool, integer or floating dtype, got {out}"
+        raise TypeError(msg)
+    native: np.dtype[Any] = out.newbyteorder("=")
+    return native
 
 
 def check_choice(value: object, choices: Sequence[str], name: str) -> str:
@@ -84,7 +111,14 @@ def check_norm_type(norm_type: object) -> float:
     ):
         msg = f"norm_type must be a real number, got {norm_type!r}"
         raise TypeError(msg)
-    p = float(norm_type)
+    try:
+        p = float(norm_type)
+    except OverflowError:  # an int past float's range: +-inf is the norm meant
+        msg = (
+            f"norm_type={norm_type!r} is too large for a float; pass "
+            "float('inf') for the max norm"
+        )
+        raise ValueError(msg) from None
     if p == 0 or np.isnan(p):
         msg = f"norm_type={norm_type!r} must be non-zero (the result is sum**(1/p))"
         raise ValueError(msg)
@@ -102,7 +136,7 @@ def check_divisor(divisor_override: object) -> int | None:
     if divisor_override == 0:
         msg = "divisor_override=0 must be non-zero"
         raise ValueError(msg)
-    return int(divisor_override)
+    return check_int_range(int(divisor_override), "divisor_override")
 
 
 def spatial_axes(ndim: int, nd: int, data_format: str) -> tuple[int, ...]:
@@ -175,7 +209,7 @@ def pool_windows(
         count_include_pad=include_pad,
         divisor_override=check_divisor(divisor_override),
         norm_type=p,
-        dtype=None if dtype is None else np.dtype(dtype),
+        dtype=None if dtype is None else check_out_dtype(dtype),
     )
     geom = regular_geometry(x.shape, axes, kernel, strides, pads, dilations, ceil)
     return pool_core(x, geom, red, return_indices=indices)
@@ -371,6 +405,7 @@ def _global(
 ) -> Array:
     arr = as_array(x)
     check_choice(data_format, DATA_FORMATS, "data_format")
+    keepdims = check_bool(keepdims, "keepdims")
     if arr.ndim < 3:
         msg = (
             f"input must be (N, C, *spatial) or (N, *spatial, C) with at least one "
