@@ -160,6 +160,27 @@ def test_generic_pool_any_axes(backend: Any, op: str, policy: str) -> None:
     )
 
 
+@pytest.mark.parametrize("p", [3.0, 200.0, -2.0])
+@pytest.mark.parametrize("scale", [2.0**-1000, 2.0**1000])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+def test_p_norm_past_the_float_range(
+    backend: Any, p: float, scale: float, policy: str
+) -> None:
+    """The sums of |x|**p that overflow or underflow are redone rescaled,
+    on every backend as in the core."""
+    _, to = backend
+    x = (_data((2, 3, 6, 5), seed=3) + 5).astype(np.float64) * scale
+    kw: dict[str, Any] = {"op": "lp", "norm_type": p, "nan_policy": policy}
+    kw["padding"] = "same"
+    t = to(x)
+    want = ndpool.pool(x, (3, 2), **kw)
+    assert np.isfinite(want).sum() > want.size // 2  # the rescaled values
+    got = ndpool.pool(t, (3, 2), **kw)
+    assert type(got) is type(t)
+    # relative: the values are near 2**-1000 or 2**1000
+    np.testing.assert_allclose(_host(got) / scale, want / scale, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "dtype", [np.uint8, np.int32, np.float64, np.float16, np.bool_]
 )

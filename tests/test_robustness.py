@@ -260,3 +260,33 @@ def test_masked_arrays() -> None:
     np.testing.assert_array_equal(
         ndpool.pool(masked.filled(np.nan), 2, nan_policy="omit"), [[1.0, 4.0]]
     )
+
+
+@settings(deadline=None)
+@given(
+    e=st.integers(-1000, 1000),
+    p=st.sampled_from([0.5, 1.0, 2.0, 3.0, 20.0, 200.0, -1.0, -2.0, -30.0]),
+    nan=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_p_norm_is_exact_at_any_scale(e: int, p: float, nan: bool, seed: int) -> None:
+    """||2**e x|| = 2**e ||x||: the sums of |x|**p that overflow or underflow
+    are redone rescaled by each window's largest (p < 0: smallest) |x|."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.5, 2.0, (2, 3, 7, 6)) * rng.choice([-1, 1], (2, 3, 7, 6))
+    if nan:
+        x[rng.random(x.shape) < 0.2] = np.nan
+    kw: dict[str, Any] = {"op": "lp", "norm_type": p, "padding": "same"}
+    kw["nan_policy"] = "omit" if nan else "propagate"
+    want = ndpool.pool(x, 3, **kw) * 2.0**e
+    got = ndpool.pool(x * 2.0**e, 3, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-13, equal_nan=True)
+
+
+def test_p_norm_of_integers_with_a_huge_p() -> None:
+    img = np.full((1, 4, 4), 77, np.uint8)
+    got = ndpool.pool(img, (2, 2), op="lp", norm_type=200)
+    np.testing.assert_allclose(got, 77 * 4 ** (1 / 200), rtol=1e-15)
+    got = ndpool.pool(img.astype(np.float32) * 13, (2, 2), op="lp", norm_type=20)
+    np.testing.assert_allclose(got, 1001 * 4 ** (1 / 20), rtol=1e-6)
+    assert got.dtype == np.float32

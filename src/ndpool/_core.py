@@ -585,8 +585,15 @@ def _summed(
         if red.op == "sum":
             result = total
         elif red.op == "lp":
-            assert red.norm_type is not None
-            result = np.power(total, acc.type(1.0 / red.norm_type), out=total)
+            p = red.norm_type
+            assert p is not None
+            # a sum of |x|**p past the float range (or in its subnormals)
+            # loses the norm: those windows are summed again, rescaled
+            info = np.finfo(acc)
+            lost = ~((total >= info.smallest_normal) & (total <= info.max))
+            result = np.power(total, acc.type(1.0 / p), out=total)
+            if lost.any():
+                _rescaled_norm(x, geom, p, omit, result, lost)
         elif red.op == "torch_lp":
             assert red.norm_type is not None
             mean = total / geom.window_count(include_pad=True).astype(acc)
@@ -618,6 +625,32 @@ def _summed(
         if np.any(empty):
             result = np.where(empty, acc.type(np.nan), result)
     return np.asarray(result)
+
+
+def _rescaled_norm(
+    x: Array, geom: Geometry, p: float, omit: bool, result: Array, lost: Array
+) -> None:
+    """Redo the p-norms of the ``lost`` windows as ``m * (sum (|x|/m)**p)**(1/p)``.
+
+    ``m`` is the window's largest ``|x|`` (its smallest for p < 0), so every
+    term lies in [0, 1] and one of them is 1: the sum can neither overflow
+    nor underflow. Windows whose ``m`` is 0, inf or NaN keep their result,
+    which is then exact (0, inf or NaN). Regular windows only: each tap is
+    a view, and a cell is read once per window.
+    """
+    acc = result.dtype
+    mag = np.abs(x.astype(acc, copy=False))
+    if omit:  # a NaN cell adds nothing: |x|**p is 0 at 0 (p > 0), at inf (p < 0)
+        mag = np.where(np.isnan(mag), acc.type(0 if p > 0 else np.inf), mag)
+    op = "max" if p > 0 else "min"
+    scale = _extreme(mag, geom, op, False, None, 0 if p > 0 else np.inf)
+    sums = np.zeros(geom.out_shape, dtype=acc)
+    with np.errstate(all="ignore"):
+        for _, cells, region in _window_taps(mag, geom):
+            sums[region] += np.power(cells / scale[region], acc.type(p))
+        norm = scale * np.power(sums, acc.type(1.0 / p))
+    redo = lost & np.isfinite(scale) & (scale > 0)
+    np.copyto(result, norm, where=redo)
 
 
 def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:

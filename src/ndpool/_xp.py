@@ -162,7 +162,10 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
         if return_indices:
             return values, _flat_indices(xp, codes, geom, values)
         return values
-    return _cast(xp, _summed(xp, x, dtype, geom, red), red.dtype)
+    # NumPy-backed libraries (array_api_strict) warn as NumPy would: inf
+    # and NaN are values here, as in the core
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        return _cast(xp, _summed(xp, x, dtype, geom, red), red.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -270,6 +273,11 @@ def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> 
         result = total
     elif red.op == "lp":
         result = xp.pow(total, xp.asarray(1.0 / red.norm_type, dtype=acc))
+        info = np.finfo(acc_np)  # sums past the float range: see _core
+        tiny, big = float(info.smallest_normal), float(info.max)
+        lost = ~((total >= tiny) & (total <= big))
+        if bool(xp.any(lost)):
+            result = _rescaled_norm(xp, xp.astype(x, acc), geom, red, result, lost)
     elif red.op == "torch_lp":
         count = _const(xp, geom.window_count(include_pad=True), like, acc)
         mean = rounded(total / count)
@@ -292,6 +300,32 @@ def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> 
             valid == nan_count, xp.asarray(float("nan"), dtype=acc), result
         )
     return result
+
+
+def _rescaled_norm(
+    xp: Any, x: Any, geom: Geometry, red: Any, result: Any, lost: Any
+) -> Any:
+    """``_core._rescaled_norm``: the ``lost`` windows' p-norms again, as
+    ``m * (sum (|x|/m)**p)**(1/p)`` with ``m`` the window's largest ``|x|``
+    (smallest for p < 0), one combined tap at a time."""
+    p = red.norm_type
+    acc = result.dtype
+    empty = 0.0 if p > 0 else float("inf")  # a cell that adds nothing
+    mag = xp.abs(x)
+    if red.nan_omit:
+        mag = xp.where(xp.isnan(mag), xp.asarray(empty, dtype=acc), mag)
+    scale, _ = _compare(xp, mag, geom, "max" if p > 0 else "min", False, empty)
+    cur = _pad(xp, mag, geom, empty)
+    power = xp.asarray(p, dtype=acc)
+    sums = xp.zeros(geom.out_shape, dtype=acc, device=_device(x))
+    for taps in itertools.product(*(q.live_taps for q in geom.plans)):
+        cells = cur
+        for plan, j in zip(geom.plans, taps, strict=True):
+            cells = _tap(xp, cells, plan, j)
+        sums = sums + xp.pow(cells / scale, power)
+    norm = scale * xp.pow(sums, xp.asarray(1.0 / p, dtype=acc))
+    redo = lost & xp.isfinite(scale) & (scale > 0)
+    return xp.where(redo, norm, result)
 
 
 def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
