@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
+import shutil
+import signal
 import struct
 import subprocess
 import sys
+import threading
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -376,6 +381,203 @@ def test_sixteen_bit_colour_png_is_reported(
     np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
 
 
+def write_signed16_tiff(path: Path, pixels: np.ndarray, *, big_endian: bool) -> None:
+    """Write a signed 16-bit gray TIFF (SampleFormat 2) by hand: Pillow cannot."""
+    order, magic = (">", b"MM\x00*") if big_endian else ("<", b"II*\x00")
+    h, w = pixels.shape
+    data = pixels.astype(f"{order}i2").tobytes()
+    tags = [(256, w), (257, h), (258, 16), (259, 1), (262, 1), (273, None)]
+    tags += [(277, 1), (278, h), (279, len(data)), (339, 2)]
+    offset = 8 + 2 + 12 * len(tags) + 4
+    ifd = b"".join(  # SHORT values, in the first two bytes of the value field
+        struct.pack(f"{order}HHIHH", t, 3, 1, offset if v is None else v, 0)
+        for t, v in tags
+    )
+    header = magic + struct.pack(f"{order}IH", 8, len(tags))
+    path.write_bytes(header + ifd + b"\0\0\0\0" + data)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_signed_sixteen_bit_tiff_keeps_its_sign(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    big_endian: bool,
+) -> None:
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(-32768, 32768, (6, 8), dtype=np.int16)
+    pixels[0, :2] = -1000
+    src = tmp_path / "s16.tif"
+    write_signed16_tiff(src, pixels, big_endian=big_endian)
+    for op in ("min", "max", "avg"):
+        dst = tmp_path / f"{op}.tif"
+        code, out, err = run(["image", str(src), "-o", str(dst), "--op", op], capsys)
+        assert (code, err) == (0, ""), err
+        assert "signed 16-bit" in out
+        with pil.open(dst) as im:
+            assert im.mode == "I"
+        want = expected(pixels.astype(np.int32), op, kernel_size=2, axes=(0, 1))
+        np.testing.assert_array_equal(decode(pil, dst), want)
+    assert decode(pil, tmp_path / "min.tif").min() < 0  # not wrapped to 64536
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_tiff_orientation_is_applied_and_reported(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+    orientation: int,
+) -> None:
+    pixels = make_pixels(mode, (6, 10))
+    image = to_image(pil, pixels, mode)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    image.save(src, exif=exif)
+    code, out, err = run(["image", str(src), "-o", str(dst), "-k", "1"], capsys)
+    assert (code, err) == (0, ""), err
+    assert f"applied the TIFF orientation ({orientation})" in out
+    rotate = {3: 2, 6: -1, 8: 1}[orientation]  # quarter turns, anticlockwise
+    np.testing.assert_array_equal(decode(pil, dst), np.rot90(pixels, rotate))
+
+
+@pytest.mark.parametrize("orientation", [0, 9])
+def test_invalid_exif_orientation_is_ignored_and_said_so(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    orientation: int,
+) -> None:
+    exif = pil.Exif()
+    exif[0x0112] = orientation
+    pixels = make_pixels("L", (8, 16))
+    to_image(pil, pixels, "L").save(tmp_path / "in.png", exif=exif)
+    dst = tmp_path / "o.png"
+    code, out, _ = run(["image", str(tmp_path / "in.png"), "-o", str(dst)], capsys)
+    assert code == 0
+    assert "applied" not in out
+    assert f"ignored the invalid orientation ({orientation})" in out
+    want = expected(pixels, "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, dst), want)
+
+
+def test_rgbx_is_pooled_as_rgb(pil: ModuleType) -> None:
+    from ndpool._imageio import _decode
+
+    rgbx = make_pixels("CMYK", (4, 6))  # any four 8-bit channels
+    picture = _decode(to_image(pil, rgbx, "RGBX"), "x.tif")
+    assert picture.mode == "RGB"
+    np.testing.assert_array_equal(picture.pixels, rgbx[..., :3])
+    assert any("RGBX" in note for note in picture.notes)
+
+
+# --------------------------------------------------------------- output formats
+
+
+def _output_formats() -> list[tuple[str, str]]:
+    """Every (extension, mode) that ``ndpool image`` accepts to write."""
+    from ndpool._imageio import _ALIASES, _OUTPUT_FORMATS
+
+    cases = [
+        (ext, mode) for ext, (_, modes) in _OUTPUT_FORMATS.items() for mode in modes
+    ]
+    aliases = {alias: _OUTPUT_FORMATS[ext][1] for alias, ext in _ALIASES.items()}
+    return cases + [(ext, mode) for ext, modes in aliases.items() for mode in modes]
+
+
+def _smooth(mode: str, shape: tuple[int, int]) -> np.ndarray:
+    """A gradient for ``mode``: what a lossy format may be judged on."""
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    channels = {"RGB": 3, "CMYK": 4}.get(mode, 1)
+    planes = [x * 5 + y * 2 + 15 * c for c in range(channels)]  # at most 246
+    stacked = np.stack(planes, axis=-1).astype(np.uint8)
+    return stacked[..., 0] if channels == 1 else stacked
+
+
+@pytest.mark.parametrize(("ext", "mode"), _output_formats())
+def test_output_format_round_trips_exactly(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ext: str,
+    mode: str,
+) -> None:
+    """``-k 1`` writes back the decoded input: size, mode and every value."""
+    from ndpool._imageio import read_image
+
+    lossy = ext in (".jpg", ".jpeg")
+    pixels = _smooth(mode, (24, 32)) if lossy else make_pixels(mode, (13, 17), 3)
+    src, dst = tmp_path / "in.tif", tmp_path / f"out{ext}"
+    to_image(pil, pixels, mode).save(src)
+    code, out, err = run(["image", str(src), "-o", str(dst), "-k", "1"], capsys)
+    assert (code, err) == (0, ""), err
+    assert "note:" not in out
+    got = read_image(str(dst))
+    assert (got.mode, got.pixels.shape, got.pixels.dtype) == (
+        mode,
+        pixels.shape,
+        pixels.dtype,
+    )
+    if lossy:  # quality 95
+        assert np.abs(got.pixels.astype(float) - pixels).mean() < 2
+    else:
+        np.testing.assert_array_equal(got.pixels, pixels)
+
+
+def test_output_formats_refuse_the_modes_they_change(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ndpool._imageio import _MODES, _OUTPUT_FORMATS
+
+    accepted = set(_output_formats())
+    sources = {}
+    for mode in _MODES:
+        sources[mode] = tmp_path / f"{mode.replace(';', '')}.tif"
+        to_image(pil, make_pixels(mode, (6, 8)), mode).save(sources[mode])
+    before = files(tmp_path)
+    refused = [
+        (e, m) for e in _OUTPUT_FORMATS for m in _MODES if (e, m) not in accepted
+    ]
+    assert (".webp", "LA") in refused
+    assert (".jpg", "1") in refused
+    assert (".bmp", "RGBA") in refused
+    for ext, mode in refused:
+        argv = ["image", str(sources[mode]), "-o", str(tmp_path / f"o{ext}")]
+        code, _, err = run(argv, capsys)
+        assert_one_line_error(code, err, "cannot write the")
+        assert "; use ." in err
+    assert files(tmp_path) == before
+
+
+REFUSED_EXTENSIONS = (
+    *(".ico", ".icns", ".gif", ".dib", ".avif", ".mpo", ".pdf", ".eps", ".palm"),
+    *(".apng", ".tga", ".jp2", ".im", ".pcx", ".qoi", ".xbm", ".blp", ".psd"),
+)
+
+
+@pytest.mark.parametrize("ext", REFUSED_EXTENSIONS)
+def test_output_formats_that_change_pixels_are_refused(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str
+) -> None:
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("RGB", (40, 60)), "RGB").save(src)
+    before = files(tmp_path)
+    code, _, err = run(["image", str(src), "-o", str(tmp_path / f"o{ext}")], capsys)
+    assert_one_line_error(code, err, f"{ext!r}, which ndpool image does not write")
+    assert ".png, .tif, .tiff, .webp, .bmp, .jpg, .jpeg, .pbm" in err
+    assert files(tmp_path) == before
+
+
+def test_docs_list_every_output_extension() -> None:
+    from ndpool._imageio import _ALIASES, _OUTPUT_FORMATS
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    for ext in [*_OUTPUT_FORMATS, *_ALIASES]:
+        assert f"`{ext}`" in docs, ext
+
+
 # --------------------------------------------------------------- errors
 
 
@@ -387,6 +589,8 @@ def _error_cases(tmp: Path, pil: ModuleType) -> dict[str, tuple[list[str], str]]
     to_image(pil, make_pixels("RGBA", (6, 8)), "RGBA").save(rgba)
     deep = tmp / "deep.png"
     to_image(pil, make_pixels("I;16", (6, 8)), "I;16").save(deep)
+    deep32 = tmp / "deep32.tif"
+    to_image(pil, make_pixels("I", (6, 8)), "I").save(deep32)
     data = good.read_bytes()
     (tmp / "empty.png").write_bytes(b"")
     (tmp / "garbage.png").write_bytes(b"this is not an image" * 10)
@@ -465,11 +669,27 @@ def _error_cases(tmp: Path, pil: ModuleType) -> dict[str, tuple[list[str], str]]
         "padding over half kernel": (["image", g, "-o", o, "-p", "2"], "padding"),
         "lp norm 0": (
             ["image", g, "-o", o, "--op", "lp", "--norm-type", "0"],
-            "norm_type",
+            "--norm-type: must be positive",
         ),
         "norm not a number": (
             ["image", g, "-o", o, "--norm-type", "two"],
             "--norm-type",
+        ),
+        "norm nan": (
+            ["image", g, "-o", o, "--op", "lp", "--norm-type", "nan"],
+            "--norm-type: must be a number, not NaN",
+        ),
+        "norm -inf": (
+            ["image", g, "-o", o, "--op", "lp", "--norm-type", "-inf"],
+            "--norm-type: must be positive",
+        ),
+        "norm -1": (
+            ["image", g, "-o", o, "--op", "lp", "--norm-type", "-1"],
+            "--norm-type: must be positive",
+        ),
+        "32-bit to png": (
+            ["image", str(deep32), "-o", str(tmp / "o.png")],
+            "PNG would lose bits; use .tif\n",
         ),
         "unknown op": (["image", g, "-o", o, "--op", "median"], "--op"),
         "kernel 0": (["image", g, "-o", o, "-k", "0"], "kernel must be positive"),
@@ -517,6 +737,10 @@ ERROR_NAMES = [
     "padding over half kernel",
     "lp norm 0",
     "norm not a number",
+    "norm nan",
+    "norm -inf",
+    "norm -1",
+    "32-bit to png",
     "unknown op",
     "kernel 0",
     "kernel word",
@@ -721,6 +945,363 @@ def test_output_created_meanwhile_is_not_clobbered(
     assert sorted(files(tmp_path)) == ["in.png", "out.png"]
 
 
+@pytest.mark.parametrize("no_backup", [None, "output", "figure"])
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_force_keeps_the_old_files_when_a_commit_fails(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_backup: str | None,
+    interrupt: bool,
+) -> None:
+    """All or nothing with --force: replacing the figure fails at the end.
+
+    ``no_backup`` names a target that cannot be hard-linked (an immutable
+    file, a file system without hard links): it must be replaced last.
+    """
+    src, out, fig = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "fig.png"
+    to_image(pil, make_pixels("RGB", (8, 8)), "RGB").save(src)
+    out.write_bytes(b"old output")
+    fig.write_bytes(b"old figure")
+    before = files(tmp_path)
+    real_replace, real_link = os.replace, os.link
+    unlinkable = {"output": out, "figure": fig}.get(no_backup or "")
+
+    def replace(a: Any, b: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(b) == fig:
+            raise KeyboardInterrupt if interrupt else PermissionError(1, "immutable")
+        real_replace(a, b, *args, **kwargs)
+
+    def link(a: Any, b: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(a) == unlinkable:
+            raise PermissionError(1, "Operation not permitted")
+        real_link(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    argv = ["image", str(src), "-o", str(out), "--compare", str(fig), "--force"]
+    code, out_text, err = run(argv, capsys)
+    if interrupt:
+        assert (code, err) == (130, "ndpool: interrupted\n")
+    else:
+        assert_one_line_error(code, err, "cannot write figure")
+    assert out_text == ""
+    assert files(tmp_path) == before  # old files intact, no temporary file
+
+
+def test_force_reports_an_old_file_it_could_not_put_back(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src, out, fig = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "fig.png"
+    to_image(pil, make_pixels("RGB", (8, 8)), "RGB").save(src)
+    out.write_bytes(b"old output")
+    fig.write_bytes(b"old figure")
+    real_replace = os.replace
+    onto_output: list[str] = []
+
+    def replace(a: Any, b: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(b) == out:
+            onto_output.append(str(a))
+        if Path(b) == fig or len(onto_output) > 1:  # the figure, then the undo
+            raise PermissionError(1, "Operation not permitted")
+        real_replace(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    argv = ["image", str(src), "-o", str(out), "--compare", str(fig), "--force"]
+    code, _, err = run(argv, capsys)
+    assert_one_line_error(code, err, "could not put back the previous output")
+    backup = Path(onto_output[1])
+    assert repr(str(backup)) in err
+    assert backup.read_bytes() == b"old output"  # nothing is lost
+    assert fig.read_bytes() == b"old figure"
+    leftovers = set(files(tmp_path)) - {"in.png", "out.png", "fig.png", backup.name}
+    assert not leftovers
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chattr +i needs root"
+)
+def test_force_with_an_immutable_figure_keeps_the_old_output(
+    pil: ModuleType, mpl: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fuzzing repro: the figure cannot be replaced (nor hard-linked)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("no chattr")
+    src, out, fig = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "fig.png"
+    to_image(pil, make_pixels("RGB", (8, 8)), "RGB").save(src)
+    out.write_bytes(b"old output")
+    fig.write_bytes(b"old figure")
+    before = files(tmp_path)
+    if subprocess.run([chattr, "+i", str(fig)], check=False).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        argv = ["image", str(src), "-o", str(out), "--compare", str(fig), "--force"]
+        code, _, err = run(argv, capsys)
+    finally:
+        subprocess.run([chattr, "-i", str(fig)], check=True)
+    assert_one_line_error(code, err, "cannot write figure")
+    assert files(tmp_path) == before
+
+
+@pytest.mark.parametrize("stage", ["pool", "convert", "draw", "encode", "job", "disk"])
+def test_out_of_memory_is_a_one_line_error(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stage: str,
+) -> None:
+    from matplotlib.figure import Figure
+
+    from ndpool import _imageio
+
+    def oom(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    owner, name = {
+        "pool": (_imageio, "pool"),
+        "convert": (_imageio, "_to_pil"),
+        "draw": (Figure, "add_axes"),
+        "encode": (pil.Image, "save"),
+        "job": (_imageio, "run_image_job"),
+        "disk": (_imageio, "pool"),
+    }[stage]
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("RGB", (8, 8)), "RGB").save(src)
+    before = files(tmp_path)
+    monkeypatch.setattr(owner, name, disk_full if stage == "disk" else oom)
+    argv = ["image", str(src), "-o", str(tmp_path / "o.png")]
+    code, out, err = run([*argv, "--compare", str(tmp_path / "f.png")], capsys)
+    needle = "No space left on device" if stage == "disk" else "not enough memory"
+    assert_one_line_error(code, err, needle)
+    assert out == ""
+    assert files(tmp_path) == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_while_writing_leaves_nothing(
+    pil: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("RGB", (8, 8)), "RGB").save(src)
+    before = files(tmp_path)
+    received: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:  # the caller's own handler
+        received.append(signum)
+
+    def save(self: Any, fp: Any, *args: Any, **kwargs: Any) -> None:
+        fp.write(b"\x89PNG half of an image")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # Python runs the handler between bytecodes
+            fp.write(b"more")
+
+    monkeypatch.setattr(pil.Image, "save", save)
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        code, out, err = run(["image", str(src), "-o", str(tmp_path / "o.png")], capsys)
+        after = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (code, out, err) == (143, "", "ndpool: terminated\n")
+    assert after is record  # restored
+    assert received == []
+    assert files(tmp_path) == before
+
+
+def test_main_works_outside_the_main_thread(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No SIGTERM handler there (only the main thread may set one)."""
+    codes: list[int] = []
+    argv = ["image", "-k", "4", "-o", str(tmp_path / "o.png")]
+    worker = threading.Thread(target=lambda: codes.append(main(argv)))
+    worker.start()
+    worker.join()
+    assert codes == [0]
+    assert (tmp_path / "o.png").is_file()
+
+
+# --------------------------------------------------------------- odd paths
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_fifo_without_a_writer_is_an_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "ndpool", "image", str(fifo), "-o", "o.png"]
+    # the timeout is only a safety net: this used to block forever in open()
+    done = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert_one_line_error(done.returncode, done.stderr, "is empty (a pipe with no")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+def test_pipe_with_a_writer_is_read(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ndpool image <(cat in.png)`` reads /dev/fd/N, a pipe with a writer."""
+    src = tmp_path / "in.png"
+    pixels = make_pixels("RGB", (300, 200))  # more than a pipe buffer holds
+    to_image(pil, pixels, "RGB").save(src, compress_level=0)
+    data = src.read_bytes()
+    assert len(data) > 65536
+    r, w = os.pipe()
+
+    def feed() -> None:
+        try:
+            os.write(w, data)
+        finally:
+            os.close(w)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        argv = ["image", f"/dev/fd/{r}", "-o", str(tmp_path / "o.png")]
+        code, _, err = run(argv, capsys)
+    finally:
+        writer.join()
+        os.close(r)
+    assert (code, err) == (0, "")
+    want = expected(pixels, "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_process_substitution(pil: ModuleType, tmp_path: Path) -> None:
+    to_image(pil, make_pixels("L", (8, 8)), "L").save(tmp_path / "in.png")
+    script = f"{shlex.quote(sys.executable)} -m ndpool image <(cat in.png) -o o.png"
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    want = expected(decode(pil, tmp_path / "in.png"), "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
+@pytest.mark.parametrize("stem", ["a" * 251, "é" * 125, "b" * 242])
+def test_longest_legal_output_names_work(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stem: str,
+) -> None:
+    name, figure = stem + ".png", stem[:-1] + "f.svg"  # up to 255 bytes each
+    assert len(os.fsencode(name)) <= 255
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("L", (8, 8)), "L").save(src)
+    argv = ["image", str(src), "-o", str(tmp_path / name)]
+    code, _, err = run([*argv, "--compare", str(tmp_path / figure)], capsys)
+    assert (code, err) == (0, "")
+    assert sorted(files(tmp_path)) == sorted(["in.png", name, figure])
+
+
+def test_too_long_output_name_blames_the_output(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("L", (8, 8)), "L").save(src)
+    before = files(tmp_path)
+    name = "a" * 252 + ".png"  # 256 bytes
+    code, _, err = run(["image", str(src), "-o", str(tmp_path / name)], capsys)
+    assert_one_line_error(code, err, "output name is too long (256 bytes")
+    assert files(tmp_path) == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_full_stdout_is_one_line_and_keeps_the_files(
+    pil: ModuleType, tmp_path: Path
+) -> None:
+    from ndpool._sample import sample_image
+
+    cmd = [sys.executable, "-m", "ndpool", "image", "-o", "a.png"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            cmd, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write to standard output" in done.stderr
+    assert "the files were written" in done.stderr
+    want = ndpool.pool(sample_image(), 2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "a.png"), want)
+
+
+@pytest.mark.parametrize(
+    "argv", [["image", "-o", "b.png"], ["image", "--help"], ["--version"]]
+)
+def test_closed_stdout_pipe_exits_quietly(
+    pil: ModuleType, tmp_path: Path, argv: list[str]
+) -> None:
+    """``ndpool image | head -0``: exit 1, no traceback, Python's convention.
+
+    (argparse itself ignores a failing stdout for --help and --version.)
+    """
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: writing gives EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ndpool", *argv],
+            cwd=tmp_path,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(w)
+    assert done.stderr == ""
+    if "-o" in argv:
+        assert done.returncode == 1
+        assert (tmp_path / "b.png").is_file()
+    else:
+        assert done.returncode in (0, 1)
+
+
+def test_failing_stdout_in_process(
+    pil: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken:
+        def __init__(self, exc: OSError) -> None:
+            self.exc = exc
+
+        def write(self, text: str) -> int:
+            raise self.exc
+
+        def flush(self) -> None:
+            raise self.exc
+
+    argv = ["image", "-k", "4", "--force", "-o", str(tmp_path / "o.png")]
+    monkeypatch.setattr(sys, "stdout", Broken(BrokenPipeError(32, "Broken pipe")))
+    assert main(argv) == 1
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys, "stdout", Broken(OSError(28, "No space left")))
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot write to standard output ([Errno 28] No space left)" in err
+    assert (tmp_path / "o.png").is_file()
+
+
 # --------------------------------------------------------------- figure
 
 
@@ -780,6 +1361,90 @@ def test_compare_figure_svg_and_default_sample(
         for y, x in hits
         if y >= 100 and x >= 100 and y - 100 + 512 <= shown.shape[0]
     )
+
+
+def test_compare_float_image_with_nan_and_inf(
+    pil: ModuleType, mpl: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Panels use the finite range: not blank, no warning leaks."""
+    pixels = np.zeros((20, 30), dtype=np.float32)
+    pixels[:, 15:] = 100.0
+    pixels[0, 0], pixels[0, 1], pixels[1, 0] = np.inf, -np.inf, np.nan
+    src, fig = tmp_path / "in.tif", tmp_path / "fig.png"
+    to_image(pil, pixels, "F").save(src)
+    argv = ["image", str(src), "-o", str(tmp_path / "o.tif"), "--compare", str(fig)]
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        code, out, err = run(argv, capsys)
+    assert (code, err) == (0, "")
+    assert [str(w.message) for w in leaked] == []
+    assert "note:" not in out
+    with pil.open(fig) as im:
+        shown = np.asarray(im.convert("L"))
+    assert (shown == 0).sum() > 50_000  # the dark halves of both panels
+    assert (shown == 255).sum() > 50_000
+
+
+def test_compare_all_nan_image(
+    pil: ModuleType, mpl: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.tif"
+    to_image(pil, np.full((6, 8), np.nan, dtype=np.float32), "F").save(src)
+    argv = ["image", str(src), "-o", str(tmp_path / "o.tif")]
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        code, _, err = run([*argv, "--compare", str(tmp_path / "f.png")], capsys)
+    assert (code, err) == (0, "")
+    assert [str(w.message) for w in leaked] == []
+
+
+def test_every_listed_figure_format_is_written(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the error message lists works; .pgf (needs LaTeX) is not listed."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["image", "-o", "o.png", "--compare", "f.xyz"], capsys)
+    assert_one_line_error(code, err, "matplotlib writes .")
+    listed = err.split("matplotlib writes ")[1].split(" (see")[0].strip().split(", ")
+    assert ".png" in listed
+    assert ".pgf" not in listed
+    code, _, err = run(["image", "-o", "o.png", "--compare", "f.pgf"], capsys)
+    assert_one_line_error(code, err, "'.pgf'")
+    for ext in listed:
+        fig = f"f{ext}"
+        code, _, err = run(["image", "-o", "o.png", "--compare", fig, "-f"], capsys)
+        assert (code, err) == (0, ""), (ext, err)
+        assert (tmp_path / fig).stat().st_size > 0
+    assert sorted(files(tmp_path)) == sorted(["o.png", *(f"f{e}" for e in listed)])
+
+
+def test_warnings_become_one_line_notes(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TIFF tag that claims more data than the file has: Pillow warns."""
+    ok = tmp_path / "ok.tif"
+    to_image(pil, np.full((8, 8), 5, dtype=np.uint8), "L").save(ok)
+    data = bytearray(ok.read_bytes())
+    offset = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[offset : offset + 2])[0]):
+        entry = offset + 2 + 12 * i
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 278:  # RowsPerStrip
+            data[entry + 2 : entry + 8] = struct.pack("<HI", 4, 1000)
+    src = tmp_path / "warn.tif"
+    src.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        code, out, err = run(["image", str(src), "-o", str(tmp_path / "o.png")], capsys)
+    assert (code, err) == (0, "")
+    assert [str(w.message) for w in leaked] == []
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        f"note: reading {src}: Tag data larger than file. Skipping tag 278"
+    ]
 
 
 # --------------------------------------------------------------- help, entry points
@@ -892,7 +1557,7 @@ def test_permission_errors_without_root_rights(
     with monkeypatch.context() as m:
         m.setattr(os, "open", no_temp_files)
         code, _, err = run(argv, capsys)
-    assert_one_line_error(code, err, "cannot write to")
+    assert_one_line_error(code, err, "cannot create a temporary file for the output")
     with monkeypatch.context() as m:
         m.setattr(os, "access", lambda *args, **kwargs: False)
         code, _, err = run(argv, capsys)

@@ -3,7 +3,8 @@
 Pillow and matplotlib are imported inside the functions that need them, so
 this module (and ``import ndpool``) stays cheap. Every failure a user can
 cause surfaces as :class:`ImageCLIError` with a one-line message; the command
-line turns it into exit code 2.
+line turns it into exit code 2. Warnings from Pillow, NumPy or matplotlib
+become one-line notes.
 
 Images are decoded channels-last, ``(H, W)`` or ``(H, W, C)``, and pooled
 over axes ``(0, 1)`` with one :func:`ndpool.pool` call. The result keeps the
@@ -19,9 +20,14 @@ array([[64]], dtype=uint8)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import io
 import os
+import re
 import secrets
+import stat
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,21 +62,52 @@ _MODES = {
     "LA": "8-bit gray + alpha",
     "RGB": "8-bit RGB",
     "RGBA": "8-bit RGBA",
-    "RGBX": "8-bit RGB + padding",
     "CMYK": "8-bit CMYK",
     "I;16": "16-bit gray",
     "I": "32-bit integer gray",
     "F": "32-bit float gray",
 }
 #: Modes decoded in another mode: the pooled result is written in that one.
-_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16L": "I;16", "I;16B": "I;16"}
-#: Modes with more than 8 bits a channel and the formats that store them.
-_DEEP_FORMATS = {"I;16": ("PNG", "TIFF"), "I": ("TIFF",), "F": ("TIFF",)}
+_CONVERT = {
+    "P": "RGB",
+    "PA": "RGBA",
+    "RGBX": "RGB",
+    "I;16L": "I;16",
+    "I;16B": "I;16",
+}
+#: Why a mode is converted, for the note that says so.
+_CONVERT_WHY = {
+    "P": "is a palette image",
+    "PA": "is a palette image",
+    "RGBX": "is RGBX (the 4th channel is padding)",
+}
+#: Output extension -> (Pillow format, modes it writes and reads back
+#: exactly; JPEG is the one lossy format). Checked by tests/test_cli.py.
+_OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    ".png": ("PNG", ("1", "L", "LA", "RGB", "RGBA", "I;16")),
+    ".tif": ("TIFF", ("1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F")),
+    ".webp": ("WEBP", ("RGB", "RGBA")),
+    ".bmp": ("BMP", ("1", "L", "RGB")),
+    ".jpg": ("JPEG", ("L", "RGB", "CMYK")),
+    ".pbm": ("PPM", ("1",)),
+    ".pgm": ("PPM", ("L", "I;16")),
+    ".ppm": ("PPM", ("RGB",)),
+    ".pnm": ("PPM", ("1", "L", "RGB", "I;16")),
+    ".pfm": ("PPM", ("F",)),
+}
+#: Other spellings of the extensions above.
+_ALIASES = {".tiff": ".tif", ".jpeg": ".jpg"}
 #: Save options that keep the pooled pixels (as far as the format allows).
 _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "WEBP": {"lossless": True, "exact": True},  # exact: keep RGB under alpha 0
     "JPEG": {"quality": 95},
 }
+#: Figure formats matplotlib lists but cannot write here (pgf needs LaTeX).
+_FIGURE_EXCLUDED = frozenset({"pgf"})
+#: Longest piece of the output name kept in a temporary file's name, in
+#: bytes: the random suffix must fit in the file system's 255.
+_TEMP_BASE_BYTES = 200
+_ORIENTATION = 0x0112  # the EXIF / TIFF orientation tag
 
 
 class ImageCLIError(Exception):
@@ -156,9 +193,50 @@ def _pillow() -> ModuleType:
     return Image
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _or_list(items: list[str]) -> str:
+    """``"a, b or c"``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+@contextlib.contextmanager
+def _warnings_as_notes(
+    notes: list[str], context: str, errors: tuple[type[Warning], ...] = ()
+) -> Iterator[None]:
+    """Collect the warnings raised inside as one-line notes, once each.
+
+    Deprecation warnings are for programmers and are dropped; the
+    ``errors`` categories are raised as exceptions instead.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for quiet in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", quiet)
+        for category in errors:
+            warnings.simplefilter("error", category)
+        yield
+    for warning in caught:
+        note = f"{context}: {_one_line(warning.message)}"
+        if note not in notes:
+            notes.append(note)
+
+
+@contextlib.contextmanager
+def _resource_errors(what: str) -> Iterator[None]:
+    """Turn running out of memory (or an ``OSError``) while doing ``what``
+    into a one-line error."""
+    try:
+        yield
+    except MemoryError:
+        msg = f"not enough memory to {what}"
+        raise ImageCLIError(msg) from None
+    except OSError as exc:
+        msg = f"cannot {what}: {_one_line(exc)}"
+        raise ImageCLIError(msg) from None
 
 
 # ----------------------------------------------------------------- reading
@@ -171,25 +249,65 @@ def sample_picture() -> Picture:
     return Picture(sample_image(), "RGB", SAMPLE_NAME)
 
 
+def _open_input(path: str) -> IO[bytes]:
+    """Open ``path`` for reading; a pipe is read into memory.
+
+    ``O_NONBLOCK`` keeps ``open`` from waiting forever for the writer of a
+    FIFO; blocking reads are restored at once, so a pipe with a writer
+    (``<(cat x.png)``) is read to its end and one without reads as empty.
+    Pillow, given a file object rather than a name, also never memory-maps
+    the file: its mapped path scrambles L and I;16 TIFFs with orientation
+    5-8 (Pillow 13).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+    if sys.platform != "win32":
+        flags |= os.O_NONBLOCK
+    fd = os.open(path, flags)
+    try:
+        if sys.platform != "win32":
+            import fcntl
+
+            blocking = fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK
+            fcntl.fcntl(fd, fcntl.F_SETFL, blocking)
+        info = os.fstat(fd)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        return fh
+    if not stat.S_ISREG(info.st_mode) and fh.seekable():  # /dev/zero and such
+        return fh
+    with fh:  # Pillow needs to seek: it would read a pipe whole anyway
+        data = fh.read()
+    if not data:
+        where = "" if stat.S_ISREG(info.st_mode) else " (a pipe with no writer?)"
+        msg = f"input {path!r} is empty{where}: not an image"
+        raise ImageCLIError(msg)
+    return io.BytesIO(data)
+
+
 def read_image(path: str) -> Picture:
     """Decode an image file completely, refusing anything suspicious.
 
     Parameters
     ----------
     path : str
-        Image file in any format Pillow reads.
+        Image file in any format Pillow reads (or a pipe, such as
+        ``/dev/fd/63``).
 
     Returns
     -------
     Picture
-        The first frame's pixels, with EXIF orientation applied.
+        The first frame's pixels, with its EXIF or TIFF orientation
+        applied; Pillow's warnings are in its notes.
 
     Raises
     ------
     ImageCLIError
-        Missing, unreadable, truncated or corrupt file, an image over
-        Pillow's ``Image.MAX_IMAGE_PIXELS`` (decompression bomb), or a mode
-        ndpool cannot pool.
+        Missing, empty, unreadable, truncated or corrupt file, an image
+        over Pillow's ``Image.MAX_IMAGE_PIXELS`` (decompression bomb), or
+        a mode ndpool cannot pool.
     """
     image_mod = _pillow()
     if not os.path.exists(path):
@@ -199,12 +317,27 @@ def read_image(path: str) -> Picture:
         msg = f"input {path!r} is a directory, not an image"
         raise ImageCLIError(msg)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice it:
-            # refuse both, before any pixel is decoded.
-            warnings.simplefilter("error", image_mod.DecompressionBombWarning)
-            with image_mod.open(path) as im:
-                return _decode(im, path)
+        fh = _open_input(path)
+    except PermissionError:
+        msg = f"cannot read input {path!r}: permission denied"
+        raise ImageCLIError(msg) from None
+    except MemoryError:
+        msg = f"input {path!r} is too large to read in memory"
+        raise ImageCLIError(msg) from None
+    except OSError as exc:
+        msg = f"cannot read input {path!r}: {_one_line(exc)}"
+        raise ImageCLIError(msg) from None
+    notes: list[str] = []
+    # Pillow warns above MAX_IMAGE_PIXELS and raises above twice it:
+    # refuse both, before any pixel is decoded.
+    bomb = (image_mod.DecompressionBombWarning,)
+    try:
+        with (
+            fh,
+            _warnings_as_notes(notes, f"reading {path}", errors=bomb),
+            image_mod.open(fh) as im,
+        ):
+            picture = _decode(im, path)
     except ImageCLIError:
         raise
     except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning):
@@ -226,6 +359,12 @@ def read_image(path: str) -> Picture:
     except Exception as exc:  # Pillow raises many types for bad data
         msg = f"cannot decode input {path!r} (truncated or corrupt?): {_one_line(exc)}"
         raise ImageCLIError(msg) from None
+    return dataclasses.replace(picture, notes=(*picture.notes, *notes))
+
+
+def _rawmode(args: Any) -> str:
+    """The raw mode of a Pillow tile: the first of its decoder arguments."""
+    return str(args[0] if isinstance(args, tuple) and args else args)
 
 
 def _decode(im: PILImage.Image, path: str) -> Picture:
@@ -234,30 +373,48 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         notes.append(f"{path} has {frames} frames; pooling the first")
-    deep = any(";16" in str(t.args) for t in getattr(im, "tile", None) or ())
+    rawmodes = [_rawmode(t.args) for t in getattr(im, "tile", None) or ()]
+    deep = any(";16" in r for r in rawmodes)
+    signed = any(re.fullmatch(r"I;16[BLN]?S", r) for r in rawmodes)
+    # Pillow applies a TIFF's orientation while loading and drops the tag.
+    tags = getattr(im, "tag_v2", None)
+    tiff_orientation = tags.get(_ORIENTATION) if tags is not None else None
     im.load()  # decode every byte now: truncation and corruption fail here
     if deep and im.mode in ("LA", "RGB", "RGBA"):
         notes.append(
             f"{path} has 16 bits a channel but Pillow decodes {im.mode} at 8 bits; "
             "the output is 8-bit"
         )
-    orientation = im.getexif().get(0x0112, 1)
-    if orientation not in (1, None):
-        from PIL import ImageOps
+    orientation = im.getexif().get(_ORIENTATION)
+    by_pillow = orientation is None and tiff_orientation is not None
+    if by_pillow:
+        orientation = tiff_orientation
+    if orientation in range(2, 9):
+        if not by_pillow:
+            from PIL import ImageOps
 
-        im = ImageOps.exif_transpose(im)
-        notes.append(f"applied the EXIF orientation ({orientation}) of {path}")
+            im = ImageOps.exif_transpose(im)
+        kind = "TIFF" if by_pillow else "EXIF"
+        notes.append(f"applied the {kind} orientation ({orientation}) of {path}")
+    elif orientation not in (None, 1):
+        notes.append(f"ignored the invalid orientation ({orientation!r}) of {path}")
     mode = im.mode
     if mode == "P" and (
         "transparency" in im.info or (im.palette and im.palette.mode == "RGBA")
     ):
         mode = "PA"
-    if mode in ("P", "PA"):  # pooling palette indices would be meaningless
+    if mode in _CONVERT_WHY:  # pooling palette indices would be meaningless
         im = im.convert(_CONVERT[mode])
         notes.append(
-            f"{path} is a palette image: pooled and written as {_CONVERT[mode]}"
+            f"{path} {_CONVERT_WHY[mode]}: pooled and written as {_CONVERT[mode]}"
         )
-    if mode in _CONVERT:
+    if mode == "I" and signed:  # no format ndpool writes keeps signed 16 bits
+        target = "I"
+        notes.append(
+            f"{path} has signed 16-bit pixels: pooled and written as 32-bit "
+            "signed integers (mode I)"
+        )
+    elif mode in _CONVERT:
         target = _CONVERT[mode]
     elif mode == "I" and deep:  # a 16-bit file that Pillow decodes as "I"
         target = "I;16"
@@ -355,44 +512,61 @@ def _to_pil(pixels: Pixels, mode: str) -> PILImage.Image:
     return image
 
 
-def _image_format(path: str) -> str:
-    """Return the Pillow format that writes ``path``, from its extension."""
-    image_mod = _pillow()
+def _extension(path: str) -> str:
+    """The output extension of ``path``, lower case, aliases resolved."""
     ext = Path(path).suffix.lower()
-    fmt = image_mod.registered_extensions().get(ext)
-    if fmt is None or fmt not in image_mod.SAVE:
-        what = f"extension {ext!r}" if ext else "no extension"
-        msg = (
-            f"output {path!r} has {what}, which names no image format Pillow "
-            "writes; use .png, .tif, .webp, .bmp or .jpg"
-        )
-        raise ImageCLIError(msg)
-    return str(fmt)
+    return _ALIASES.get(ext, ext)
 
 
-def _check_writable(picture_mode: str, fmt: str, path: str) -> None:
-    """Refuse a format that would silently lose bits or the alpha channel."""
-    deep = _DEEP_FORMATS.get(picture_mode)
-    if deep is not None and fmt not in deep:
+def _image_format(path: str) -> str:
+    """Return the Pillow format that writes ``path``, from its extension.
+
+    Only formats that give back exactly what was written are accepted
+    (JPEG, lossy, is the documented exception).
+    """
+    ext = _extension(path)
+    if ext not in _OUTPUT_FORMATS:
+        shown = Path(path).suffix
+        what = f"extension {shown!r}" if shown else "no extension"
+        accepted = [
+            spelling
+            for e in _OUTPUT_FORMATS
+            for spelling in (e, *(a for a, same in _ALIASES.items() if same == e))
+        ]
         msg = (
-            f"cannot write the {_MODES[picture_mode]} result to {path!r}: "
-            f"{fmt} would lose bits; use .{deep[0].lower()}"
-            + (" or .tif" if len(deep) > 1 else "")
+            f"output {path!r} has {what}, which ndpool image does not write; "
+            f"use {_or_list(accepted)}"
         )
         raise ImageCLIError(msg)
-    if picture_mode in ("LA", "RGBA") and fmt in ("BMP", "JPEG", "PPM"):
-        msg = (
-            f"cannot write the {picture_mode} result to {path!r}: {fmt} has "
-            "no alpha channel; use .png, .webp or .tif"
-        )
-        raise ImageCLIError(msg)
+    return _OUTPUT_FORMATS[ext][0]
+
+
+def _check_writable(picture_mode: str, path: str) -> None:
+    """Refuse a format that would not keep the mode, the bits or the alpha."""
+    ext = _extension(path)
+    fmt, modes = _OUTPUT_FORMATS[ext]
+    if picture_mode in modes:
+        return
+    if picture_mode in ("I;16", "I", "F"):
+        why = f"{fmt} would lose bits"
+    elif picture_mode in ("LA", "RGBA") and not {"LA", "RGBA"} & set(modes):
+        why = f"{fmt} has no alpha channel"
+    else:
+        plural = "s" if len(modes) > 1 else ""
+        why = f"{ext} writes only mode{plural} {', '.join(modes)}"
+    fits = [e for e, (_, keeps) in _OUTPUT_FORMATS.items() if picture_mode in keeps]
+    kind = _MODES[picture_mode]
+    if picture_mode not in kind.split():
+        kind += f" ({picture_mode})"
+    msg = f"cannot write the {kind} result to {path!r}: {why}; use {_or_list(fits)}"
+    raise ImageCLIError(msg)
 
 
 def _figure_format(path: str) -> str:
     """Return the matplotlib format that writes ``path``, from its extension."""
     figure_cls = _figure_class()
     ext = Path(path).suffix.lower().lstrip(".")
-    supported = figure_cls().canvas.get_supported_filetypes()
+    supported = set(figure_cls().canvas.get_supported_filetypes()) - _FIGURE_EXCLUDED
     if ext not in supported:
         msg = (
             f"figure {path!r} has extension {'.' + ext if ext else '(none)'!r}; "
@@ -411,6 +585,15 @@ def _figure_class() -> Any:
     return Figure
 
 
+def _name_max(directory: str) -> int:
+    """The longest file name, in bytes, that ``directory`` takes."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (AttributeError, ValueError, OSError):
+        return 255
+    return limit if limit > 0 else sys.maxsize
+
+
 def _check_target(path: str, force: bool, what: str) -> None:
     """Fail early, before any work, if ``path`` cannot or must not be written."""
     directory = os.path.dirname(path) or "."
@@ -422,6 +605,13 @@ def _check_target(path: str, force: bool, what: str) -> None:
         raise ImageCLIError(msg)
     if not os.access(directory, os.W_OK | os.X_OK):
         msg = f"{what} directory {directory!r} is not writable"
+        raise ImageCLIError(msg)
+    name_bytes, limit = len(os.fsencode(os.path.basename(path))), _name_max(directory)
+    if name_bytes > limit:
+        msg = (
+            f"{what} name is too long ({name_bytes} bytes; {directory!r} takes "
+            f"at most {limit}): {path!r}"
+        )
         raise ImageCLIError(msg)
     if os.path.isdir(path):
         msg = f"{what} {path!r} is a directory"
@@ -438,6 +628,14 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _temp_path(path: str) -> str:
+    """Return a new hidden name next to ``path``, random and never too long."""
+    directory, base = os.path.split(path)
+    while len(os.fsencode(base)) > _TEMP_BASE_BYTES:
+        base = base[:-1]
+    return os.path.join(directory or ".", f".{base}.{secrets.token_hex(4)}.tmp")
+
+
 @contextlib.contextmanager
 def _staged(
     path: str, write: Callable[[IO[bytes]], None], what: str, fmt: str
@@ -448,17 +646,20 @@ def _staged(
     rename is atomic, on one file system) with the permissions a new file
     gets from the umask.
     """
-    directory = os.path.dirname(path) or "."
-    base = os.path.basename(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+        tmp = _temp_path(path)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, flags, 0o666)
             break
         except FileExistsError:
             continue
         except OSError as exc:
-            msg = f"cannot write to {directory!r}: {_one_line(exc)}"
+            directory = os.path.dirname(path) or "."
+            msg = (
+                f"cannot create a temporary file for the {what} {path!r} in "
+                f"{directory!r}: {_one_line(exc)}"
+            )
             raise ImageCLIError(msg) from None
     try:
         try:
@@ -466,12 +667,15 @@ def _staged(
                 write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except MemoryError:
+            msg = f"not enough memory to write the {what} {path!r} as {fmt}"
+            raise ImageCLIError(msg) from None
         except Exception as exc:  # encoders raise many types
             msg = f"cannot write {what} {path!r} as {fmt}: {_one_line(exc)}"
             raise ImageCLIError(msg) from None
         yield tmp
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
@@ -495,6 +699,67 @@ def _commit(tmp: str, path: str, force: bool, what: str) -> None:
     except OSError as exc:
         msg = f"cannot write {what} {path!r}: {_one_line(exc)}"
         raise ImageCLIError(msg) from None
+
+
+def _backup(path: str) -> str | None:
+    """Hard-link the existing ``path`` to a hidden name; None if impossible."""
+    while True:
+        backup = _temp_path(path)
+        try:
+            os.link(path, backup, follow_symlinks=False)  # a symlink stays one
+        except FileExistsError:
+            continue
+        except (OSError, NotImplementedError):
+            return None
+        return backup
+
+
+def _commit_all(staged: list[tuple[str, str, str]], force: bool) -> None:
+    """Move staged ``(tmp, path, what)`` files into place: all or none.
+
+    Without ``force`` nothing existing is touched, and a file created by
+    this run is removed again if a later one fails. With ``force`` each
+    existing target is first hard-linked to a hidden backup and put back
+    if a later step fails. A target that cannot be backed up (a file
+    system without hard links, an immutable file) is replaced last: only
+    when both targets are like that can a failure leave the first one
+    replaced.
+    """
+    plan: list[tuple[bool, str, str, str, str | None]] = []
+    done: list[tuple[str, str, str | None]] = []
+    kept: list[str] = []
+    try:
+        for tmp, path, what in staged:
+            existed = force and os.path.lexists(path)
+            backup = _backup(path) if existed else None
+            plan.append((existed and backup is None, tmp, path, what, backup))
+        plan.sort(key=lambda step: step[0])  # stable: the unrecoverable last
+        for _, tmp, path, what, backup in plan:
+            _commit(tmp, path, force, what)
+            done.append((path, what, backup))
+    except BaseException as exc:
+        problems: list[str] = []
+        for path, what, backup in reversed(done):
+            try:
+                if backup is None:
+                    os.unlink(path)  # created by this run
+                else:
+                    os.replace(backup, path)  # the previous file, back
+            except OSError:
+                if backup is not None:
+                    kept.append(backup)
+                    problems.append(
+                        f"; could not put back the previous {what} {path!r}, "
+                        f"it is kept as {backup!r}"
+                    )
+        if problems and isinstance(exc, ImageCLIError):
+            raise ImageCLIError(f"{exc}{''.join(problems)}") from None
+        raise
+    finally:
+        for *_, backup in plan:
+            if backup is not None and backup not in kept:
+                with contextlib.suppress(OSError):
+                    os.unlink(backup)
 
 
 def _image_writer(
@@ -521,8 +786,16 @@ def _display(pixels: Pixels, mode: str) -> tuple[Pixels, dict[str, Any]]:
         return np.concatenate([gray, gray, gray, pixels[..., 1:]], axis=-1), {}
     if mode in ("RGB", "RGBA"):
         return pixels, {}
-    rgb = np.asarray(_to_pil(pixels, mode).convert("RGB"))  # CMYK, RGBX
+    rgb = np.asarray(_to_pil(pixels, mode).convert("RGB"))  # CMYK
     return rgb, {}
+
+
+def _finite_range(pixels: Pixels) -> tuple[float, float]:
+    """Smallest and largest finite value (NaN and inf ignored); 0, 1 if none."""
+    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
+    if finite.size == 0:
+        return 0.0, 1.0
+    return float(finite.min()), float(finite.max())
 
 
 def _figure_writer(
@@ -534,6 +807,8 @@ def _figure_writer(
     pixels is shown at a whole multiple of its size (1:1 for the sample),
     so no display resampling blurs the detail being compared; the result
     is shown with nearest-neighbour upscaling, one block per output pixel.
+    32-bit images share the input's finite range: NaN is left blank and
+    infinities show as the ends of the range.
     """
     figure_cls = _figure_class()
     height, width = before.pixels.shape[:2]
@@ -548,7 +823,7 @@ def _figure_writer(
     fig.suptitle(title, fontsize=11, y=1 - 8 / fig_h, va="top")
     deep = before.mode in ("I", "F")
     if deep:  # no fixed range: share the input's range between the panels
-        lo, hi = float(np.nanmin(before.pixels)), float(np.nanmax(before.pixels))
+        lo, hi = _finite_range(before.pixels)
     panels = (
         (before.pixels, f"input {before.name}: {before.describe()}", scale >= 1),
         (after, f"result: {before.describe(after)}", True),
@@ -560,6 +835,8 @@ def _figure_writer(
         )
         data, options = _display(pixels, before.mode)
         if deep:
+            if data.dtype.kind == "f":
+                data = np.clip(data, lo, hi)  # inf to the ends; NaN stays blank
             options.update(vmin=lo, vmax=hi)
         ax.imshow(
             data,
@@ -571,9 +848,11 @@ def _figure_writer(
         ax.set_title(text, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+    metadata = _metadata(fmt)  # the pgf backend takes no metadata at all
+    save_options = {} if metadata is None else {"metadata": metadata}
 
     def write(fh: IO[bytes]) -> None:
-        fig.savefig(fh, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+        fig.savefig(fh, format=fmt, dpi=dpi, **save_options)
 
     return write
 
@@ -604,7 +883,7 @@ def _default_output(job: ImageJob, name: str, mode: str) -> str:
         parts.append(f"p{pair(job.padding)}")
     if job.ceil_mode:
         parts.append("ceil")
-    ext = ".tif" if mode in ("I", "F", "CMYK", "RGBX") else ".png"
+    ext = ".tif" if mode in ("I", "F", "CMYK") else ".png"
     return "_".join(parts) + ext
 
 
@@ -626,7 +905,7 @@ def run_image_job(job: ImageJob) -> list[str]:
 
     Nothing is written unless everything succeeds: the output (and the
     figure) are staged as temporary files in their target directories and
-    renamed into place at the end.
+    moved into place only when both are complete (see :func:`_commit_all`).
 
     Parameters
     ----------
@@ -636,7 +915,7 @@ def run_image_job(job: ImageJob) -> list[str]:
     Returns
     -------
     list of str
-        A summary of what was done, then any notes.
+        A summary of what was done, then any notes (warnings included).
 
     Raises
     ------
@@ -654,7 +933,7 @@ def run_image_job(job: ImageJob) -> list[str]:
     output = job.output or _default_output(job, picture.name, picture.mode)
     _check_target(output, job.force, "output")
     fmt = _image_format(output)
-    _check_writable(picture.mode, fmt, output)
+    _check_writable(picture.mode, output)
     for other, what in ((job.input, "input"), (job.compare, "figure")):
         if other is not None and _same_file(output, other):
             msg = f"output {output!r} is the same file as the {what}"
@@ -666,20 +945,24 @@ def run_image_job(job: ImageJob) -> list[str]:
     ):
         msg = f"figure {job.compare!r} is the same file as the input"
         raise ImageCLIError(msg)
-    try:
-        pooled = pool_pixels(
-            picture.pixels,
-            job.op,
-            job.kernel,
-            job.stride,
-            job.padding,
-            ceil_mode=job.ceil_mode,
-            norm_type=job.norm_type,
-        )
-    except (ValueError, TypeError) as exc:  # ndpool's argument checks
-        msg = f"cannot pool the {picture.describe()} image: {_one_line(exc)}"
-        raise ImageCLIError(msg) from None
-    image = _to_pil(pooled, picture.mode)
+    notes = list(picture.notes)
+    with _warnings_as_notes(notes, "pooling"):
+        try:
+            with _resource_errors(f"pool the {picture.describe()} image"):
+                pooled = pool_pixels(
+                    picture.pixels,
+                    job.op,
+                    job.kernel,
+                    job.stride,
+                    job.padding,
+                    ceil_mode=job.ceil_mode,
+                    norm_type=job.norm_type,
+                )
+        except (ValueError, TypeError, OverflowError) as exc:  # ndpool's checks
+            msg = f"cannot pool the {picture.describe()} image: {_one_line(exc)}"
+            raise ImageCLIError(msg) from None
+        with _resource_errors(f"convert the pooled {picture.mode} pixels"):
+            image = _to_pil(pooled, picture.mode)
     lines = [
         f"{picture.name} ({picture.describe()}) -> {_what(job, short=False)} "
         f"-> {output} ({picture.describe(pooled)}, {fmt})"
@@ -687,24 +970,15 @@ def run_image_job(job: ImageJob) -> list[str]:
     writes = [(output, _image_writer(image, fmt, picture.info), "output", fmt)]
     if job.compare is not None:
         fig_fmt = _figure_format(job.compare)
-        writer = _figure_writer(picture, pooled, f"ndpool {_what(job)}", fig_fmt)
+        with _resource_errors("draw the comparison figure"):
+            writer = _figure_writer(picture, pooled, f"ndpool {_what(job)}", fig_fmt)
         writes.append((job.compare, writer, "figure", fig_fmt))
         lines.append(f"comparison figure -> {job.compare}")
-    with contextlib.ExitStack() as stack:
+    with _warnings_as_notes(notes, "writing"), contextlib.ExitStack() as stack:
         staged = [
             (stack.enter_context(_staged(path, write, kind, f)), path, kind)
             for path, write, kind, f in writes
         ]
-        done: list[str] = []
-        for tmp, path, kind in staged:
-            try:
-                _commit(tmp, path, job.force, kind)
-            except ImageCLIError:
-                if not job.force:  # all or nothing: undo what this run created
-                    for created in done:
-                        with contextlib.suppress(OSError):
-                            os.unlink(created)
-                raise
-            done.append(path)
-    lines.extend(f"note: {note}" for note in picture.notes)
+        _commit_all(staged, job.force)
+    lines.extend(f"note: {note}" for note in notes)
     return lines

@@ -9,16 +9,24 @@ code, so it is testable without a subprocess:
 2
 
 Exit codes: 0 success, 2 usage or input/output error (one line on stderr,
-no traceback, no file left behind), 130 interrupted.
+no traceback, no file left behind), 1 when the files were written but
+standard output could not be (quietly for a closed pipe), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import Any, NoReturn
 
 from . import __version__
 
@@ -43,12 +51,22 @@ a max or min and count as zeros in an average). Output is written
 atomically; an existing file is kept unless --force is given.
 """
 
+#: A value that starts with "-" but is a number (-1, -2.5e3, -inf): never
+#: an option, although argparse only knows plain negative numbers.
+_NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf(inity)?$|nan$)", re.IGNORECASE)
+
 
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are a single line on stderr."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        # "--norm-type -inf": a number is a value, whatever argparse guesses
+        if _NEGATIVE_NUMBER.match(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
 
 
 def _ints(kind: str, minimum: int) -> Callable[[str], tuple[int, int]]:
@@ -68,6 +86,22 @@ def _ints(kind: str, minimum: int) -> Callable[[str], tuple[int, int]]:
 
     parse.__name__ = kind  # argparse names the type in some messages
     return parse
+
+
+def _norm_type(text: str) -> float:
+    """Parse ``p`` of ``--op lp``: a positive number (``inf`` is the max)."""
+    try:
+        p = float(text)
+    except ValueError:
+        msg = f"must be a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if math.isnan(p):
+        msg = f"must be a number, not NaN (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    if p <= 0:
+        msg = f"must be positive (the p of a p-norm), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,11 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     image.add_argument(
         "--norm-type",
-        type=float,
+        type=_norm_type,
         default=2.0,
         metavar="NORM",
-        help="p of the p-norm for --op lp, (sum |x|**p)**(1/p) over the window; "
-        "clipped to the bit depth (default: 2; e.g. --op lp --norm-type 4)",
+        help="p > 0 of the p-norm for --op lp, (sum |x|**p)**(1/p) over the "
+        "window; clipped to the bit depth (default: 2; e.g. --op lp --norm-type 4)",
     )
     image.add_argument(
         "--compare",
@@ -187,9 +221,75 @@ def _image(args: argparse.Namespace) -> int:
     except ImageCLIError as exc:
         print(f"{PROG} image: error: {exc}", file=sys.stderr)
         return 2
-    for line in lines:
-        print(line)
+    except MemoryError:  # the staged files are gone already
+        print(f"{PROG} image: error: not enough memory", file=sys.stderr)
+        return 2
+    return _print_lines(lines, f"{PROG} image", "; the files were written")
+
+
+def _print_lines(lines: Sequence[str], prog: str, done: str = "") -> int:
+    """Print ``lines`` on stdout and flush it: 0, or 1 if stdout fails.
+
+    A closed pipe (``ndpool image | head -0``) exits quietly, as Python
+    programs do; any other failure is one line on stderr, ending with
+    ``done``, what was done all the same.
+    """
+    try:
+        for line in lines:
+            print(line)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away: exit quietly, like Python
+        _stdout_to_devnull()
+        return 1
+    except OSError as exc:
+        _stdout_to_devnull()
+        text = " ".join(str(exc).split())
+        print(
+            f"{prog}: error: cannot write to standard output ({text}){done}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at the null device: its last flush, at exit, can't fail."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` while the block runs.
+
+    Only in the main thread (where Python runs signal handlers); the
+    previous handler is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,16 +304,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         Exit code: 0 on success, 2 for a usage or input/output error
-        (reported in one line on stderr), 130 when interrupted.
+        (reported in one line on stderr), 1 when the files were written
+        but standard output failed, 130 when interrupted (Ctrl-C) and 143
+        when terminated (SIGTERM).
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
-        return exc.code if isinstance(exc.code, int) else 2
+        code = exc.code if isinstance(exc.code, int) else 2
+        failed = _print_lines([], PROG)  # flush what --help printed, now
+        return failed or code
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with _sigterm_as_interrupt():
+            return handler(args)
+    except _Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
