@@ -406,3 +406,220 @@ def test_layers_on_tensors(backend: Any) -> None:
         t = to(x)
         _same(layer(t), want, t, exact=False)
         _same(layer.backward(to(g)), want_grad, t, exact=False)
+
+
+# --------------------------------------------------------------------------
+# dtypes: every backend gives NumPy's dtype and values
+
+
+def _xp_name(xp: Any) -> str:
+    return str(xp.__name__)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_])
+@pytest.mark.parametrize("p", [2.0, 1.5, 3.0])
+def test_lp_pool_of_integers_and_bools(backend: Any, dtype: Any, p: float) -> None:
+    """PyTorch's float16 step rounding is for narrow float input only: an
+    integer or bool input is not truncated on the way (NaN where NumPy has
+    it: a negative sum to a fractional power)."""
+    _, to = backend
+    x = np.array([[1, 0, 1, 1, -3, 5, 2]]) if dtype is np.int16 else [[1, 0, 1, 1]]
+    x = np.array(x).astype(dtype)
+    for args in ((p, 2), (p, 2, 1), (p, 3, 2, True)):
+        want = F.lp_pool1d(x, *args)
+        t = to(x)
+        _same(F.lp_pool1d(t, *args), want, t, exact=False)
+    x2 = np.abs(np.nan_to_num(_data((1, 2, 5, 4), seed=13))).astype(dtype)
+    t2 = to(x2)
+    _same(F.lp_pool2d(t2, p, 2, 1), F.lp_pool2d(x2, p, 2, 1), t2, exact=False)
+
+
+FLOAT16_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("avg_pool2d", lambda a: F.avg_pool2d(a, 2)),
+    ("avg_pool1d", lambda a: F.avg_pool1d(a[..., 0, :], 3, 2, 1)),
+    ("lp_pool2d", lambda a: F.lp_pool2d(a, 2.0, 2)),
+    ("adaptive_avg_pool2d", lambda a: F.adaptive_avg_pool2d(a, 3)),
+    ("pool-sum", lambda a: ndpool.pool(a, 2, op="sum")),
+    ("pool-avg-omit", lambda a: ndpool.pool(a, 2, op="avg", nan_policy="omit")),
+    ("pool-lp", lambda a: ndpool.pool(a, 2, op="lp", norm_type=3.0)),
+    ("global_avg_pool", lambda a: ndpool.global_avg_pool(a)),
+    ("global_lp_pool", lambda a: ndpool.global_lp_pool(a)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call"), FLOAT16_CALLS, ids=[c[0] for c in FLOAT16_CALLS]
+)
+def test_float16_sums_keep_float16(backend: Any, name: str, call: Any) -> None:
+    """float16 sums accumulate in float32 and come back float16 (SPEC 3)."""
+    xp, to = backend
+    if not hasattr(xp, "float16"):
+        pytest.skip(f"{_xp_name(xp)} has no float16")
+    x = np.random.default_rng(14).standard_normal((1, 2, 4, 6)).astype(np.float16)
+    if name.startswith("lp"):
+        x = np.abs(x)
+    want = call(x)
+    assert want.dtype == np.float16
+    t = to(x)
+    got = call(t)
+    assert type(got) is type(t)
+    h = _host(got)
+    assert h.dtype == np.float16
+    np.testing.assert_allclose(h.astype(np.float64), want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.bool_])
+def test_lp_inf_of_integers_is_float64(backend: Any, dtype: Any) -> None:
+    """op="lp" with p = inf takes |x| in float64 for integer and bool input,
+    as the core: no abs overflow at the most negative integer."""
+    _, to = backend
+    if dtype is np.bool_:
+        x = np.array([[[True, False, False, False]]])
+    else:
+        info = np.iinfo(dtype)
+        x = np.array([[[info.min, 5, -3 if info.min else 3, 2]]], dtype=dtype)
+    t = to(x)
+    for call in (
+        lambda a: ndpool.pool(a, 2, op="lp", norm_type=np.inf),
+        lambda a: ndpool.pool(a, 2, op="lp", norm_type=np.inf, padding=1),
+        lambda a: ndpool.global_lp_pool(a, np.inf),
+    ):
+        want = call(x)
+        assert want.dtype == np.float64
+        _same(call(t), want, t, exact=True)
+
+
+SATURATING: list[tuple[Any, Any, int, str]] = [
+    (np.full((1, 6), 100, np.int64), "int8", 6, "sum"),  # 600: 127, not 88
+    (np.array([[-1, -1, 3, 4]], np.int32), "uint8", 2, "sum"),  # -2: 0, not 254
+    (np.array([[300, -300, 5, 7]], np.int16), "int8", 1, "max"),
+    (np.array([[1e19, -1e19, np.nan, 2.6]]), "int64", 1, "max"),
+    (np.array([[2e19, -1.0, 1.5, 2.5]]), "uint64", 1, "max"),
+    (np.array([[1e10, -1e10, 3.5, -2.5]], np.float32), "int32", 2, "avg"),
+    (np.array([[2**62, 2**62, 2**62, 2**62]], np.int64), "int64", 4, "sum"),
+]
+
+
+@pytest.mark.parametrize(("x", "dtype", "k", "op"), SATURATING)
+def test_integer_dtype_saturates(
+    backend: Any, x: np.ndarray, dtype: str, k: int, op: str
+) -> None:
+    """dtype=: integers and floats to an integer dtype round to nearest and
+    saturate (NaN: 0) as the core's ``_cast``, never wrap."""
+    _, to = backend
+    want = ndpool.pool(x, k, op=op, dtype=dtype)  # type: ignore[call-overload]
+    t = to(x)
+    _same(ndpool.pool(t, k, op=op, dtype=dtype), want, t, exact=True)  # type: ignore[call-overload]
+
+
+UNSIGNED_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("max_pool2d", lambda a: F.max_pool2d(a, 2, return_indices=True)),
+    ("max_pool2d-dilated", lambda a: F.max_pool2d(a, 3, 2, 1, 2, True, True)),
+    (
+        "min-padded",
+        lambda a: ndpool.pool(
+            a, (2, 3), op="min", padding=1, dilation=(3, 1), return_indices=True
+        ),
+    ),
+    (
+        "min-int32",
+        lambda a: ndpool.pool(
+            a, (2, 3), op="min", padding=1, dilation=(3, 1), dtype="int32"
+        ),
+    ),
+    ("max-int8", lambda a: ndpool.pool(a, 2, dtype="int8")),
+    ("max-float32", lambda a: ndpool.pool(a, 2, dtype="float32")),
+    ("max-bool", lambda a: ndpool.pool(a, 2, dtype="bool")),
+    ("adaptive_max_pool2d", lambda a: F.adaptive_max_pool2d(a, 3, True)),
+    ("global_max_pool", lambda a: ndpool.global_max_pool(a)),
+    ("sum", lambda a: ndpool.pool(a, (2, 2), op="sum")),
+    ("sum-global", lambda a: ndpool.pool(a, (7, 6), op="sum")),
+    ("sum-int8", lambda a: ndpool.pool(a, (2, 2), op="sum", dtype="int8")),
+    ("sum-int64", lambda a: ndpool.pool(a, (2, 2), op="sum", dtype="int64")),
+    ("sum-uint16", lambda a: ndpool.pool(a, (2, 2), op="sum", dtype="uint16")),
+    ("sum-float64", lambda a: ndpool.pool(a, (2, 2), op="sum", dtype="float64")),
+    ("avg_pool2d", lambda a: F.avg_pool2d(a, 2)),
+    ("lp-inf", lambda a: ndpool.pool(a, 2, op="lp", norm_type=np.inf)),
+    ("unpool", lambda a: F.max_unpool2d(*F.max_pool2d(a, 2, return_indices=True), 2)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call"), UNSIGNED_CALLS, ids=[c[0] for c in UNSIGNED_CALLS]
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_unsigned_dtypes(backend: Any, dtype: Any, name: str, call: Any) -> None:
+    """Every unsigned dtype gives NumPy's result bit for bit, extremes and
+    uint64 wrap-around of sums included, also where the library cannot add
+    or compare the dtype itself (PyTorch's uint16/32/64, and its uint64
+    accumulator of unsigned sums)."""
+    xp, to = backend
+    if name == "unpool" and _xp_name(xp).startswith(("jax", "array_api_strict")):
+        pytest.skip("no integer-array scatter")
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(15)
+    x = rng.integers(0, info.max, size=(2, 3, 7, 6), dtype=dtype, endpoint=True)
+    x.flat[:5] = info.max  # sums past 2**64 wrap in uint64, as NumPy's
+    x.flat[5:9] = 0
+    want = call(x)
+    t = to(x)
+    _same(call(t), want, t, exact=True)
+
+
+def test_vjp_axis_with_every_window_in_padding(backend: Any) -> None:
+    """A pooled axis whose windows all lie in padding (dilation) has no
+    cell to spread to: a zero gradient, as NumPy."""
+    _, to = backend
+    x = np.array([[1.0], [2.0]])
+    for op, kw in (
+        ("sum", {"dilation": 2, "padding": ((1, 1),)}),
+        ("avg", {"dilation": 2, "padding": "same_lower"}),
+    ):
+        out, pull = ndpool.vjp(ndpool.pool, x, 2, op=op, **kw)
+        g = np.ones_like(out)
+        t = to(x)
+        tout, tpull = ndpool.vjp(ndpool.pool, t, 2, op=op, **kw)
+        _same(tout, out, t, exact=False)
+        _same(tpull(to(g)), pull(g), t, exact=True)
+
+
+def test_unpool_empty_plane_and_empty_batch(backend: Any) -> None:
+    """An empty output plane reads no index; an empty batch scatters
+    nothing (so neither needs the library's scatter)."""
+    _, to = backend
+    v, i = np.array([[[5.0]]]), np.array([[[0]]], dtype=np.int64)
+    want = F.max_unpool1d(v, i, 2, stride=1, padding=1)
+    assert want.shape == (1, 1, 0)
+    tv = to(v)
+    _same(F.max_unpool1d(tv, to(i), 2, stride=1, padding=1), want, tv, exact=True)
+    vals, idx = F.max_pool2d(np.zeros((0, 2, 4, 4)), 2, return_indices=True)
+    tv = to(vals)
+    _same(F.max_unpool2d(tv, to(idx), 2), F.max_unpool2d(vals, idx, 2), tv, True)
+
+
+def test_random_samples_tensor_that_requires_grad() -> None:
+    torch = pytest.importorskip("torch")
+    x = _data((1, 2, 6, 6), seed=16)
+    s = np.full((1, 2, 2), 0.4, np.float32)
+    want = F.fractional_max_pool2d(x, 2, output_size=3, _random_samples=s)
+    samples = torch.from_numpy(s).requires_grad_(True)
+    t = torch.from_numpy(x)
+    got = F.fractional_max_pool2d(t, 2, output_size=3, _random_samples=samples)
+    _same(got, want, t, exact=True)
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype:UserWarning")
+def test_jax_without_x64_saturates_at_its_own_limits() -> None:
+    """JAX without x64 makes int32 of int64 (and uint32 of uint64): dtype=
+    saturates at the limits of the dtype it makes, never overflows."""
+    jax = pytest.importorskip("jax")
+    if not hasattr(jax, "enable_x64"):
+        pytest.skip("this JAX has no scoped x64 switch")
+    jnp = jax.numpy
+    x = np.array([[3e12, -3e12, 2.6, np.nan]], np.float32)
+    with jax.enable_x64(False):
+        for dtype, made in (("int64", np.int32), ("uint64", np.uint32)):
+            got = np.asarray(ndpool.pool(jnp.asarray(x), 1, dtype=dtype))
+            info = np.iinfo(made)
+            assert got.dtype == made
+            np.testing.assert_array_equal(got, [[info.max, info.min, 3, 0]])

@@ -221,3 +221,136 @@ def test_distributed_local_cluster() -> None:
         got_v, got_i = client.compute([vals, idx], sync=True)
     np.testing.assert_array_equal(got_v, want[0])
     np.testing.assert_array_equal(got_i, want[1])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("p", [float("inf"), float("-inf")])
+def test_lp_pool_inf_of_integers_stays_lazy(dtype: Any, p: float) -> None:
+    """PyTorch's lp_pool with p = +-inf is a max of |x|: integer and bool
+    input is cast to float64 by Dask itself, lazily."""
+    x = (np.arange(32).reshape(1, 2, 16) % 7 - 3).astype(dtype)
+    dx = da.from_array(x, chunks=(1, 1, 3))
+    want = ndpool.lp_pool1d(x, p, 2)
+    _check(_lazy(ndpool.lp_pool1d, dx, p, 2), want, exact=True)
+    x2 = x.reshape(1, 2, 4, 4)
+    want = ndpool.lp_pool2d(x2, p, 3, 1, True)
+    _check(
+        _lazy(ndpool.lp_pool2d, da.from_array(x2, chunks=2), p, 3, 1, True), want, True
+    )
+
+
+WHOLE_AXIS: list[tuple[Any, str, dict[str, Any]]] = [
+    (np.array([[[1.6, 0.2, 2.5, 3.5]]]), "global_max_pool", {"dtype": "uint8"}),
+    (np.array([[[1.6, 0.2, 2.5, 3.5]]]), "global_avg_pool", {"dtype": "uint8"}),
+    (np.array([[[1.6, 0.2, np.nan, 3.5]]]), "global_max_pool", {"dtype": "int8"}),
+    (np.array([[[1e19, -3.0], [-1e19, 2.0]]]), "global_max_pool", {"dtype": "int64"}),
+    (
+        np.full((1, 1, 6), 100, np.int64),
+        "pool",
+        {"kernel": 6, "op": "sum", "dtype": "int8"},
+    ),
+    (
+        np.full((1, 1, 6), 100, np.int8),
+        "pool",
+        {"kernel": 6, "op": "sum", "dtype": "int8"},
+    ),
+    (
+        np.array([[[-1.6, -0.2, -2.5]]]),
+        "pool",
+        {"kernel": 3, "op": "sum", "dtype": "uint8"},
+    ),
+    (
+        np.array([[[7, 200, 3]]], np.uint8),
+        "pool",
+        {"kernel": 3, "op": "min", "dtype": "int8"},
+    ),
+    (
+        np.array([[[7, 9, 3, 4]]], np.uint16),
+        "pool",
+        {"kernel": 4, "op": "avg", "dtype": "uint8"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("x", "name", "kw"), WHOLE_AXIS)
+def test_whole_axis_integer_dtype_rounds_and_saturates(
+    x: np.ndarray, name: str, kw: dict[str, Any]
+) -> None:
+    """Windows spanning whole axes go through Dask's reductions, then the
+    core's cast per block: to nearest, saturated, NaN to 0, as NumPy."""
+    kw = dict(kw)
+    args = (kw.pop("kernel"),) if name == "pool" else ()
+    fn = getattr(ndpool, name)
+    want = fn(x, *args, **kw)
+    _check(_lazy(fn, da.from_array(x, chunks=1), *args, **kw), want, exact=True)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: ndpool.global_max_pool(a),
+        lambda a: ndpool.global_max_pool(a, nan_policy="omit"),
+        lambda a: ndpool.pool(a, (5, 5), op="min"),
+        lambda a: ndpool.adaptive_max_pool2d(a, 1),
+        lambda a: ndpool.global_avg_pool(a),
+        lambda a: ndpool.fractional_max_pool2d(a, 2, output_size=2),
+        lambda a: ndpool.fractional_max_pool2d(
+            a, 2, output_size=2, return_indices=True
+        ),
+    ],
+)
+def test_empty_batch(call: Any) -> None:
+    """N = 0 gives NumPy's empty result (shape and dtype), lazily."""
+    x = np.zeros((0, 2, 5, 5), np.float32)
+    _check(_lazy(call, da.from_array(x, chunks=(1, 1, 2, 3))), call(x), exact=True)
+
+
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_fractional_lazy_samples(fmt: str, return_indices: bool) -> None:
+    """Dask ``_random_samples`` are read by the tasks, not at call time."""
+    x = _data((3, 4, 11, 13), seed=10)
+    if fmt == "channels_last":
+        x = np.moveaxis(x, 1, -1).copy()
+    samples = np.random.default_rng(11).random((4, 4, 2), dtype=np.float32)
+    kw = {"return_indices": return_indices, "data_format": fmt}
+    want = ndpool.fractional_max_pool2d(x, 3, (5, 6), _random_samples=samples, **kw)
+    dx = da.from_array(x, chunks=(2, 3, 4, 5))
+    ds = da.from_array(samples, chunks=(1, 3, 1))
+    got = _lazy(ndpool.fractional_max_pool2d, dx, 3, (5, 6), _random_samples=ds, **kw)
+    _check(got, want, exact=True)
+    one = samples[:1]  # unbatched (C, H, W): the first row of samples
+    unbatched = {"output_ratio": 0.5, "data_format": fmt}
+    want = ndpool.fractional_max_pool2d(x[0], 2, _random_samples=one, **unbatched)
+    got = _lazy(
+        ndpool.fractional_max_pool2d, dx[0], 2, _random_samples=da.from_array(one),
+        **unbatched,
+    )  # fmt: skip
+    _check(got, want, exact=True)
+    with pytest.raises(TypeError, match="_random_samples must have the input's dtype"):
+        ndpool.fractional_max_pool2d(
+            dx, 3, (5, 6), _random_samples=ds.astype("f8"), **kw
+        )
+    with pytest.raises(ValueError, match=r"_random_samples must have shape"):
+        ndpool.fractional_max_pool2d(dx, 3, (5, 6), _random_samples=ds[:, :2], **kw)
+
+
+def test_unknown_chunk_sizes_are_named() -> None:
+    d = da.from_array(np.arange(20.0).reshape(1, 1, 20), chunks=5)
+    d = d[:, :, d[0, 0] > 3]  # a boolean index: lengths unknown
+    for fn, args in [
+        (ndpool.max_pool1d, (2,)),
+        (ndpool.avg_pool1d, (2,)),
+        (ndpool.lp_pool1d, (float("inf"), 2)),
+        (ndpool.adaptive_avg_pool1d, (1,)),
+        (ndpool.pool, (2,)),
+        (ndpool.global_max_pool, ()),
+        (ndpool.global_avg_pool, ()),
+    ]:
+        with pytest.raises(ValueError, match=r"compute_chunk_sizes\(\)"):
+            fn(d, *args)
+    x = da.from_array(_data((1, 2, 6, 6)), chunks=2)
+    samples = da.from_array(np.full((3, 2, 2), 0.5, np.float32), chunks=1)
+    unknown = samples[samples[:, 0, 0] > 0]
+    with pytest.raises(ValueError, match=r"_random_samples.*compute_chunk_sizes"):
+        ndpool.fractional_max_pool2d(x, 2, 3, _random_samples=unknown)

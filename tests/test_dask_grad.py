@@ -1063,3 +1063,47 @@ def test_g_with_unknown_chunk_sizes_is_refused() -> None:
     unknown = g[g.sum(axis=(1, 2, 3)) > -1]  # a boolean index: lengths unknown
     with pytest.raises(ValueError, match="grad_out has an unknown shape"):
         pullback(unknown)
+
+
+@pytest.mark.parametrize("style", [*STYLES, "mixed"])
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("nd", [2, 3])
+def test_fractional_grad_lazy_samples(nd: int, fmt: str, style: str) -> None:
+    """Dask ``_random_samples``: the forward and the pullback stay lazy
+    (the windows are drawn when computed) and equal NumPy's bit for bit."""
+    shape = SHAPE_2D if nd == 2 else SHAPE_3D
+    if fmt == "channels_last":
+        shape = (shape[0], *shape[2:], shape[1])
+    channels = shape[1] if fmt == "channels_first" else shape[-1]
+    samples = np.random.default_rng(nd).random((shape[0], channels, nd))
+    fn = getattr(ndpool, f"fractional_max_pool{nd}d")
+    x = ties(shape, np.float64, seed=19)
+    kw: dict[str, Any] = {"output_ratio": 0.5, "data_format": fmt}
+    kw["return_indices"] = style == "tiny"
+    want_out, want_pb = ndpool.vjp(fn, x, 2, _random_samples=samples, **kw)
+    dx = da.from_array(x, chunks=chunks_for(shape, style))
+    ds = da.from_array(samples, chunks=1)
+    with no_compute():
+        out, pullback = ndpool.vjp(fn, dx, 2, _random_samples=ds, **kw)
+        values = _parts(out)[0]
+        g = grad_out(values.shape, x.dtype, exact=True)
+        grad = pullback(as_g(g, G_KIND[style], values.chunks))
+    assert grad.chunks == dx.chunks
+    assert grad.dtype == x.dtype
+    *got_out, got = dask.compute(*_parts(out), grad, scheduler="sync")
+    for part, ref in zip(got_out, _parts(want_out), strict=True):
+        assert_close(part, ref, exact=True)
+    assert_close(got, want_pb(g), exact=True)
+
+
+def test_x_with_unknown_chunk_sizes_is_refused() -> None:
+    x = da.from_array(ties((1, 2, 12)), chunks=(1, 1, 4))
+    unknown = x[:, :, x[0, 0] > -10]  # a boolean index: lengths unknown
+    for fn, args in [
+        (ndpool.avg_pool1d, (2,)),
+        (ndpool.max_pool1d, (2,)),
+        (ndpool.pool, (2,)),
+        (ndpool.global_max_pool, ()),
+    ]:
+        with pytest.raises(ValueError, match=r"vjp: x.*compute_chunk_sizes\(\)"):
+            ndpool.vjp(fn, unknown, *args)

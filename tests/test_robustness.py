@@ -123,6 +123,9 @@ def test_far_apart_windows_of_a_huge_kernel_cost_only_their_cells() -> None:
     np.testing.assert_array_equal(idx, [[0] + [3] * 10])
     np.testing.assert_array_equal(avg, [[0.0] + [6 / k] * 10])
     np.testing.assert_array_equal(grad, [[1, 0, 0, 10]])
+    # the summing pullback adds back through the same clipped views
+    _, pull_sum = ndpool.vjp(ndpool.pool, x, k, stride=k // 10, padding=pads, op="sum")
+    np.testing.assert_array_equal(pull_sum(np.ones_like(out)), [[10, 10, 10, 10]])
 
 
 @settings(deadline=None)
@@ -290,3 +293,41 @@ def test_p_norm_of_integers_with_a_huge_p() -> None:
     got = ndpool.pool(img.astype(np.float32) * 13, (2, 2), op="lp", norm_type=20)
     np.testing.assert_allclose(got, 1001 * 4 ** (1 / 20), rtol=1e-6)
     assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("op", ["sum", "avg", "lp", "max"])
+def test_gradient_of_a_huge_kernel_costs_only_its_real_cells(op: str) -> None:
+    """The pullback's padded buffers hold only what the live taps read
+    (``AxisPlan.lo``/``hi``), not the kernel's padding (426 PiB here)."""
+    x = np.random.default_rng(7).random((2, 3, 4, 5)) + 0.5
+    kw: dict[str, Any] = {"op": op, "padding": "same", "stride": 1}
+    if op == "lp":
+        kw["norm_type"] = 2.0
+    out, pull = ndpool.vjp(ndpool.pool, x, (10**8, 10**8), **kw)
+    assert out.shape == x.shape
+    grad = pull(np.ones_like(out))
+    # every one of the 4x5 windows covers every cell
+    if op == "sum":
+        np.testing.assert_array_equal(grad, np.full(x.shape, 20.0))
+    elif op == "avg":
+        np.testing.assert_allclose(grad, np.full(x.shape, 1.0))
+    elif op == "lp":
+        norm = np.sqrt((x**2).sum(axis=(2, 3), keepdims=True))
+        np.testing.assert_allclose(grad, 20 * x / norm)
+    else:
+        want = (x == x.max(axis=(2, 3), keepdims=True)) * 20.0
+        np.testing.assert_array_equal(grad, want)
+
+
+def test_array_api_padded_copy_beyond_memory_is_refused() -> None:
+    """The Array-API path pads physically; windows far apart in a huge
+    kernel would need 2 * 10**15 cells: a clear error, not an allocator's."""
+    torch = pytest.importorskip("torch")
+    x = torch.arange(4.0).reshape(1, 4)
+    k = 10**15
+    pads = ((k - 1, k - 1),)
+    with pytest.raises(ValueError, match=r"padded copy.*np\.asarray"):
+        ndpool.pool(x, k, stride=k // 10, padding=pads)
+    # "same" padding pads only what the live taps read: it works
+    got = ndpool.pool(x, 10**9, stride=1, padding="same", op="avg")
+    np.testing.assert_array_equal(got.numpy(), [[1.5, 1.5, 1.5, 1.5]])

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from ._geometry import AxisPlan, Geometry
 
-__all__ = ["pool_dask"]
+__all__ = ["check_chunks", "pool_dask"]
 
 Array = npt.NDArray[Any]
 
@@ -59,6 +59,16 @@ def _blocks(plan: AxisPlan, chunk: int) -> list[int]:
     return [*range(0, plan.out, per), plan.out] if plan.out else [0, 0]
 
 
+def check_chunks(x: Any, name: str = "input") -> None:
+    """A Dask array of known shape: geometry needs every length."""
+    if any(math.isnan(c) for cs in x.chunks for c in cs):
+        msg = (
+            f"{name}: the Dask array of shape {x.shape} has unknown chunk sizes; "
+            "call x.compute_chunk_sizes() first"
+        )
+        raise ValueError(msg)
+
+
 def pool_dask(
     x: Any, geom: Geometry, red: Any, return_indices: bool
 ) -> Any | tuple[Any, Any]:
@@ -67,11 +77,7 @@ def pool_dask(
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    if any(math.isnan(c) for cs in x.chunks for c in cs):
-        msg = (
-            "the Dask input has unknown chunk sizes: call x.compute_chunk_sizes() first"
-        )
-        raise ValueError(msg)
+    check_chunks(x)
     if any(_per_plane(p) for p in geom.plans):  # windows drawn plane by plane
         x = x.rechunk(dict.fromkeys(geom.axes, -1))
     if not return_indices and geom.plans and all(p.full_axis for p in geom.plans):
@@ -241,12 +247,15 @@ def _pool_block(
 
 
 def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
-    """The core's own answer: pool one window of zeros of the input dtype."""
+    """The core's own answer: pool one window of zeros of the input dtype
+    (of no plane, for an empty batch)."""
     from ._core import pool_core
 
     plans = []
-    shape = [1] * x.ndim
-    first = {ax: (0, 1) for ax in range(x.ndim) if ax not in geom.axes}
+    # one plane of every batch axis, or none where the batch is empty
+    batch = {ax: min(1, x.shape[ax]) for ax in range(x.ndim) if ax not in geom.axes}
+    shape = [batch.get(ax, 1) for ax in range(x.ndim)]
+    first = {ax: (0, n) for ax, n in batch.items()}
     for p in geom.plans:
         if _per_plane(p):  # one whole plane
             plans.append(_plane_slice(p, first))
@@ -266,37 +275,135 @@ def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
 
 
 def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
-    """Whole-axis windows through Dask's tree reductions (bounded memory)."""
+    """Whole-axis windows through Dask's tree reductions (bounded memory);
+    None where the chunked path serves (an empty batch, whose zero-size
+    max Dask refuses, or an op Dask has no reduction for)."""
     import dask.array as da
 
+    from ._core import _acc_dtype
+
+    if red.op not in ("max", "min", "sum", "avg") or x.size == 0:
+        return None
     axes = geom.axes
-    omit = red.nan_omit and np.dtype(x.dtype).kind == "f"
+    dtype = np.dtype(x.dtype)
+    omit = red.nan_omit and dtype.kind == "f"
     out_dtype = _result_dtype(x, geom, red)
     if red.op in ("max", "min"):
         if omit:
             fn = da.nanmax if red.op == "max" else da.nanmin
         else:
             fn = da.max if red.op == "max" else da.min
-        return fn(x, axis=axes, keepdims=True).astype(out_dtype)
-    if red.op not in ("sum", "avg"):
-        return None
-    if np.dtype(x.dtype).kind == "f":  # as the core: at least float32
-        acc = np.promote_types(x.dtype, np.float32)
-    else:  # integers: the sum keeps its int64/uint64, an average is float64
-        acc = out_dtype if red.op == "sum" else np.dtype(np.float64)
+        return _finish(fn(x, axis=axes, keepdims=True), red, out_dtype)
+    acc = _acc_dtype(dtype, red.op)  # as the core: int64/uint64 or float
     total = (da.nansum if omit else da.sum)(x, axis=axes, keepdims=True, dtype=acc)
     if omit:
         real = (~da.isnan(x)).sum(axis=axes, keepdims=True)
         total = da.where(real == 0, np.nan, total)
     if red.op == "sum":
-        return total.astype(out_dtype)
+        return _finish(total, red, out_dtype)
     if red.divisor_override is not None:
         divisor: Any = red.divisor_override
     elif omit:
         divisor = real
     else:
         divisor = math.prod(x.shape[a] for a in axes)
-    return (total / divisor).astype(out_dtype)
+    return _finish(total / divisor, red, out_dtype)
+
+
+def _finish(values: Any, red: Any, out_dtype: np.dtype[Any]) -> Any:
+    """The core's last step on every block: ``_core._cast`` to ``red.dtype``
+    (an integer one rounds to nearest and saturates), else to the dtype the
+    core gives (a float keeps its own, as float16 sums in float32)."""
+    from ._core import _cast
+
+    if values.dtype == out_dtype:
+        return values
+    return values.map_blocks(
+        _cast, out_dtype, dtype=out_dtype, meta=np.empty((0,) * values.ndim, out_dtype)
+    )
+
+
+def fractional_dask(
+    x: Any,
+    samples: Any,
+    axes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    sizes: tuple[int, ...],
+    sample_cols: tuple[int, ...],
+    batch_axes: tuple[int, ...],
+    return_indices: bool,
+) -> Any:
+    """Fractional max pooling of Dask ``x`` with Dask ``samples`` (lazy):
+    each block of whole planes draws its windows from its own rows of
+    ``samples`` (``batch_shape + (nd,)``, lined up with ``batch_axes``)
+    and pools them with the core, as ``pool_dask`` does with host samples."""
+    import dask.array as da
+
+    x = x.rechunk(dict.fromkeys(axes, -1))
+    samples = samples.rechunk((*(x.chunks[b] for b in batch_axes), -1))
+    index = tuple(range(x.ndim))
+    dtype = np.dtype(x.dtype)
+    pair = da.blockwise(  # type: ignore[no-untyped-call]
+        _fractional_block, index, x, index, samples, (*batch_axes, x.ndim),
+        concatenate=True, adjust_chunks=dict(zip(axes, sizes, strict=True)),
+        meta=np.empty((0,) * x.ndim, dtype), axes=axes, kernel=kernel,
+        sizes=sizes, sample_cols=sample_cols, batch_axes=batch_axes,
+        return_indices=return_indices,
+    )  # fmt: skip
+    if not return_indices:
+        return pair
+    values = pair.map_blocks(_item, 0, meta=np.empty((0,) * x.ndim, dtype))
+    indices = pair.map_blocks(_item, 1, meta=np.empty((0,) * x.ndim, np.int64))
+    return values, indices
+
+
+def _fractional_block(
+    block: Array,
+    samples: Array,
+    axes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    sizes: tuple[int, ...],
+    sample_cols: tuple[int, ...],
+    batch_axes: tuple[int, ...],
+    return_indices: bool,
+) -> Any:
+    from ._core import Reduction, pool_core
+    from ._geometry import fractional_geometry
+
+    geom = fractional_geometry(
+        block.shape, axes, kernel, sizes, samples, sample_cols, batch_axes
+    )
+    return pool_core(block, geom, Reduction(op="max"), return_indices=return_indices)
+
+
+def route_planes(g: Any, idx: Any, axes: tuple[int, ...], like: Any) -> Any:
+    """The routed pullback by whole planes: each window's gradient added to
+    the cell its index names (``idx``: pooled axes in one chunk), in the
+    NumPy pullback's order; chunked like ``like``, the pooled input."""
+    import dask.array as da
+
+    whole = tuple(int(like.shape[a]) for a in axes)
+    size_of = dict(zip(axes, whole, strict=True))
+    chunks = tuple(
+        (size_of[ax],) if ax in size_of else idx.chunks[ax] for ax in range(idx.ndim)
+    )
+    dtype = np.dtype(like.dtype)
+    g = da.asarray(g).rechunk(idx.chunks)  # type: ignore[no-untyped-call]
+    grad = da.map_blocks(  # type: ignore[no-untyped-call]
+        _route_planes, g, idx, axes=axes, whole=whole, out_dtype=dtype,
+        chunks=chunks, meta=np.empty((0,) * idx.ndim, dtype),
+    )  # fmt: skip
+    return grad.rechunk(like.chunks)
+
+
+def _route_planes(
+    g: Array, idx: Array, axes: tuple[int, ...], whole: tuple[int, ...], out_dtype: Any
+) -> Array:
+    cut = tuple((0, n) for n in g.shape)
+    zeros = (0,) * len(axes)
+    return _route_block(
+        g, idx, cut, None, axes, zeros, whole, whole, False, 0, out_dtype
+    )
 
 
 # --------------------------------------------------------------------------

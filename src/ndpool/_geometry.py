@@ -207,9 +207,6 @@ class AxisPlan:
     dilation: int = 1
     pad_before: int = 0
     pad_after: int = 0
-    #: physical padding a padded copy needs so every regular tap is in range
-    lo: int = 0
-    hi: int = 0
     #: irregular windows [starts, ends), broadcastable to the output array
     starts: IntArray | None = None
     ends: IntArray | None = None
@@ -236,11 +233,30 @@ class AxisPlan:
         return (
             self.regular
             and self.out == 1
-            and self.lo == 0
-            and self.hi == 0
+            and self.pad_before == 0
             and self.dilation == 1
             and self.taps == self.length
         )
+
+    @functools.cached_property
+    def lo(self) -> int:
+        """Padding before the axis a padded copy needs for the live taps.
+
+        Only what some live tap reads: a huge kernel's padded copy (or
+        gradient buffer) is as long as its real cells need, not its size.
+        """
+        if not self.regular or self.out <= 0 or not self.live_taps:
+            return 0
+        return max(0, self.pad_before - min(self.live_taps) * self.dilation)
+
+    @functools.cached_property
+    def hi(self) -> int:
+        """Padding after the axis a padded copy needs for the live taps."""
+        if not self.regular or self.out <= 0 or not self.live_taps:
+            return 0
+        last = (self.out - 1) * self.stride - self.pad_before
+        last += max(self.live_taps) * self.dilation
+        return max(0, last - (self.length - 1))
 
     @functools.cached_property
     def live_taps(self) -> Sequence[int]:
@@ -300,8 +316,10 @@ class AxisPlan:
                 yield Tap(j, slice(first, stop), span, None)
 
     def tap_slice(self, j: int) -> slice:
-        """Slice of a padded axis (length ``lo + length + hi``) read by tap j."""
-        start = j * self.dilation
+        """Slice of a padded axis (length ``lo + length + hi``) read by live
+        tap j: position ``i*stride - pad_before + j*dilation`` of window i is
+        index ``lo`` more in the padded copy."""
+        start = j * self.dilation - self.pad_before + self.lo
         return slice(start, start + (self.out - 1) * self.stride + 1, self.stride)
 
     def tap_span(self, j: int) -> tuple[int, int, slice]:
@@ -393,8 +411,6 @@ class AxisPlan:
             out=out,
             pad_before=pb,
             pad_after=hi,
-            lo=pb,
-            hi=hi,
             first_tap=first_tap,
             count_valid=count_valid,
             count_padded=count_padded,
@@ -575,7 +591,6 @@ def _regular_axis(
     # the first valid tap; a window with none (possible with dilation) keeps
     # PyTorch's start: the first tap at a non-negative position
     first = np.minimum(first_nonneg, k - 1)
-    hi = max(0, (out - 1) * s - pb + (k - 1) * d - (length - 1)) if out > 0 else 0
     return AxisPlan(
         axis=axis,
         length=length,
@@ -586,8 +601,6 @@ def _regular_axis(
         dilation=d,
         pad_before=pb,
         pad_after=pa,
-        lo=pb if out > 0 else 0,
-        hi=hi,
         first_tap=_frozen(first),
         count_valid=_frozen(count_valid),
         count_padded=_frozen(count_padded),

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._core import _acc_dtype, _fill_value
-from ._geometry import AxisPlan, Geometry
+from ._core import _acc_dtype, _fill_value, is_dask
+from ._geometry import AxisPlan, Geometry, _memory_bytes
 
 __all__ = [
     "astype",
@@ -94,9 +94,12 @@ def host_dtype(x: Any) -> np.dtype[Any]:
 
 
 def astype(x: Any, dtype: np.dtype[Any]) -> Any:
-    """``x`` cast to a NumPy-named dtype, in its own array library."""
+    """``x`` cast to a NumPy-named dtype, in its own array library (a Dask
+    array stays lazy)."""
     xp = namespace(x)
     if xp is None:
+        if is_dask(x):
+            return x.astype(dtype)
         return np.asarray(x).astype(dtype)
     return xp.astype(x, _xp_dtype(xp, dtype))
 
@@ -105,8 +108,11 @@ def to_host(x: Any) -> np.ndarray[Any, Any]:
     """A small parameter array (random samples) as NumPy, from any library."""
     if namespace(x) is None:
         return np.asarray(x)
-    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+    module = type(x).__module__
+    if hasattr(x, "get") and module.startswith("cupy"):
         return np.asarray(x.get())
+    if module.startswith("torch"):  # DLPack refuses a tensor that needs grad
+        return np.asarray(x.detach().cpu().numpy())
     return np.from_dlpack(x)
 
 
@@ -151,21 +157,90 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
     xp = namespace(x)
     assert xp is not None
     dtype = np_dtype(xp, x.dtype)
-    if red.op in ("max", "min") or (red.op == "lp" and red.norm_type == np.inf):
-        src = xp.abs(x) if red.op == "lp" else x
-        op = "max" if red.op == "lp" else red.op
+    if red.op == "lp" and red.norm_type == np.inf:
+        # as the core: integers in float64 (no abs overflow, no bool abs)
+        mag = xp.abs(x if dtype.kind == "f" else astype(x, np.dtype(np.float64)))
         omit = red.nan_omit and dtype.kind == "f"
-        # Lp: a window with no cell has norm 0 (the core's rule)
-        floor = 0 if red.op == "lp" and not omit else None
-        values, codes = _compare(xp, src, geom, op, omit, floor)
-        values = _cast(xp, values, red.dtype)
+        # a window with no cell has norm 0, as for any p (omit: NaN, as p)
+        values, _ = _compare(xp, mag, geom, "max", omit, None if omit else 0)
+        return _cast(xp, values, red.dtype)
+    if red.op in ("max", "min"):
+        omit = red.nan_omit and dtype.kind == "f"
+        src, fill = x, None
+        wide = dtype.kind == "u" and not _native(xp, dtype, x)
+        if wide:  # compared as int64 in the same order, from the same fill
+            src = _signed_order(xp, x, dtype)
+            fill = int(_fill_value(dtype, red.op, omit))
+            fill -= 2**63 if dtype == np.uint64 else 0
+        values, codes = _compare(xp, src, geom, red.op, omit, fill)
+        if wide:  # back from the order-preserving int64 domain
+            values = _from_wrapped(xp, _signed_order(xp, values, dtype), dtype, red)
+        else:
+            values = _cast(xp, values, red.dtype)
         if return_indices:
             return values, _flat_indices(xp, codes, geom, values)
         return values
+    acc = _acc_dtype(dtype, red.op)
+    if acc.kind == "u" and not _native(xp, acc, x):
+        # unsigned sums in int64: the same bits, as addition wraps alike
+        total = _summed(xp, x, dtype, geom, red, np.dtype(np.int64))
+        return _from_wrapped(xp, total, acc, red)
+    out_dtype = red.dtype
+    if out_dtype is None and dtype.kind == "f":
+        out_dtype = dtype  # float16 sums in float32 but keeps its dtype
     # NumPy-backed libraries (array_api_strict) warn as NumPy would: inf
     # and NaN are values here, as in the core
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        return _cast(xp, _summed(xp, x, dtype, geom, red), red.dtype)
+        return _cast(xp, _summed(xp, x, dtype, geom, red), out_dtype)
+
+
+# --------------------------------------------------------------------------
+# unsigned dtypes a library cannot add or compare (PyTorch: uint16/32/64)
+
+_NATIVE: dict[tuple[str, str, str], bool] = {}
+
+
+def _native(xp: Any, dtype: np.dtype[Any], like: Any) -> bool:
+    """Whether ``xp`` adds and compares ``dtype`` arrays on ``like``'s device
+    (PyTorch has neither for uint16/32/64 on the CPU), probed once."""
+    device = _device(like)
+    key = (xp.__name__, dtype.name, str(device))
+    found = _NATIVE.get(key)
+    if found is None:
+        probe = xp.zeros((1,), dtype=_xp_dtype(xp, dtype), device=device)
+        try:
+            xp.greater(probe, probe)
+            xp.add(probe, probe)
+            found = True
+        except (NotImplementedError, RuntimeError, TypeError):
+            found = False
+        _NATIVE[key] = found
+    return found
+
+
+def _signed_order(xp: Any, x: Any, dtype: np.dtype[Any]) -> Any:
+    """An unsigned ``x`` as int64 in the same order (uint64: its bits with
+    the top one flipped, ``u - 2**63``); applied to such int64 values, the
+    uint64 bits back as int64 (``_from_wrapped`` reads them)."""
+    if dtype != np.uint64:
+        return xp.astype(x, xp.int64)  # exact: uint8/16/32 fit int64
+    wrapped = xp.astype(x, xp.int64) if x.dtype != xp.int64 else x
+    top = xp.asarray(np.iinfo(np.int64).min, dtype=xp.int64, device=_device(x))
+    return xp.bitwise_xor(wrapped, top)
+
+
+def _from_wrapped(xp: Any, w: Any, dtype: np.dtype[Any], red: Any) -> Any:
+    """The unsigned ``dtype`` values whose bits the int64 ``w`` holds (those
+    of uint64 wrap to negative past 2**63), cast to ``red.dtype`` as
+    ``_core._cast`` does: rounded, saturated, never wrapped."""
+    want = dtype if red.dtype is None else red.dtype
+    if want == dtype or want.kind == "f":  # int64 -> unsigned wraps back
+        return _cast(xp, xp.astype(w, _xp_dtype(xp, dtype)), want)
+    out = _cast(xp, w, want)  # the values below 2**63, saturated
+    if dtype == np.uint64 and want.kind in "iu":  # the others are >= 2**63
+        top = xp.asarray(np.iinfo(want).max, dtype=out.dtype, device=_device(w))
+        out = xp.where(w < 0, top, out)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -247,15 +322,27 @@ def _flat_indices(xp: Any, codes: dict[int, Any], geom: Geometry, like: Any) -> 
 # sums
 
 
-def _summed(xp: Any, x: Any, dtype: np.dtype[Any], geom: Geometry, red: Any) -> Any:
-    acc_np = _acc_dtype(dtype, red.op)
+def _summed(
+    xp: Any,
+    x: Any,
+    dtype: np.dtype[Any],
+    geom: Geometry,
+    red: Any,
+    acc_np: np.dtype[Any] | None = None,
+) -> Any:
+    if acc_np is None:
+        acc_np = _acc_dtype(dtype, red.op)
     acc = _xp_dtype(xp, acc_np)
     omit = red.nan_omit and dtype.kind == "f"
     terms = xp.astype(x, acc)
     nan_mask = xp.isnan(terms) if omit else None
 
-    def rounded(v: Any) -> Any:  # PyTorch rounds each lp_pool step (float16)
-        if red.op != "torch_lp" or x.dtype == acc:
+    def rounded(v: Any) -> Any:
+        """``_core._rounded``: PyTorch rounds each lp_pool step to a float
+        input dtype narrower than the accumulator (float16)."""
+        if red.op != "torch_lp" or dtype.kind != "f":
+            return v
+        if dtype.itemsize >= acc_np.itemsize:
             return v
         return xp.astype(xp.astype(v, x.dtype), acc)
 
@@ -350,7 +437,28 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
 # shared
 
 
+def _check_padded(geom: Geometry, itemsize: int) -> None:
+    """Refuse a padded copy (or gradient buffer) larger than memory.
+
+    This path pads physically what its live taps read; windows far apart
+    in a huge kernel read across its padding (the NumPy core clips instead).
+    """
+    limit = _memory_bytes()
+    cells = math.prod(geom.shape)
+    for plan in geom.plans:
+        if plan.regular and plan.length:
+            cells = cells // plan.length * (plan.lo + plan.length + plan.hi)
+    if limit is not None and cells * itemsize > limit:
+        msg = (
+            f"this window geometry needs a padded copy of {cells:,} cells on the "
+            f"Array-API path, more than this machine's memory ({limit:,} bytes); "
+            "pool a NumPy array (np.asarray(x)) instead, which clips its windows"
+        )
+        raise ValueError(msg)
+
+
 def _pad(xp: Any, x: Any, geom: Geometry, fill: Any) -> Any:
+    _check_padded(geom, np_dtype(xp, x.dtype).itemsize)
     for p in geom.plans:
         if not p.regular or not (p.lo or p.hi):
             continue
@@ -384,22 +492,37 @@ def _tap(xp: Any, src: Any, plan: AxisPlan, j: int) -> Any:
 
 
 def _cast(xp: Any, values: Any, dtype: np.dtype[Any] | None) -> Any:
+    """``_core._cast`` in ``xp``: to an integer dtype, floats round to
+    nearest (NaN to 0) and every value saturates at the dtype's limits."""
     if dtype is None:
         return values
     target = _xp_dtype(xp, dtype)
     if values.dtype == target:
         return values
-    if dtype.kind in "iu" and np_dtype(xp, values.dtype).kind == "f":
-        info = np.iinfo(dtype)
-        rounded = xp.round(values)
-        rounded = xp.where(
-            xp.isnan(rounded), xp.asarray(0, dtype=values.dtype), rounded
-        )
-        rounded = xp.clip(rounded, float(info.min), float(info.max))
-        return xp.astype(rounded, target)
     if dtype.kind == "b":
         return values != 0
-    return xp.astype(values, target)
+    kind = np_dtype(xp, values.dtype).kind
+    if dtype.kind not in "iu" or kind not in "iuf":
+        return xp.astype(values, target)
+    device = _device(values)
+    # the limits of the dtype the library makes (JAX without x64: int32)
+    made = xp.empty((0,), dtype=target, device=device).dtype
+    info = np.iinfo(np_dtype(xp, made))
+    if kind in "iu":  # saturate, never wrap
+        src = np.iinfo(np_dtype(xp, values.dtype))
+        lo, hi = max(src.min, info.min), min(src.max, info.max)
+        if lo > src.min or hi < src.max:
+            values = xp.clip(values, lo, hi)
+        return xp.astype(values, target)
+    rounded = xp.round(values)
+    # compared in the values' float type, where a limit like 2**63 - 1
+    # rounds up to 2**63: a value that reaches it is out of range
+    top, bottom = rounded >= float(info.max), rounded <= float(info.min)
+    zero = xp.asarray(0, dtype=values.dtype, device=device)
+    inside = xp.where(top | bottom | xp.isnan(rounded), zero, rounded)
+    out = xp.astype(inside, target)
+    out = xp.where(top, xp.asarray(info.max, dtype=made, device=device), out)
+    return xp.where(bottom, xp.asarray(info.min, dtype=made, device=device), out)
 
 
 def unpool_xp(
@@ -416,9 +539,10 @@ def unpool_xp(
     batch_shape = tuple(xt.shape[: x.ndim - nd])
     n_batch = int(np.prod(batch_shape, dtype=np.int64))
     plane = int(np.prod(out_sizes, dtype=np.int64))
-    x2 = xp.reshape(xt, (n_batch, -1))
-    i2 = xp.reshape(it, (n_batch, -1))
-    if i2.shape[1] and n_batch:
+    cells = math.prod(xt.shape[x.ndim - nd :])
+    x2 = xp.reshape(xt, (n_batch, cells))  # not -1: n_batch may be 0
+    i2 = xp.reshape(it, (n_batch, cells))
+    if n_batch and cells and plane:  # as the core: an empty output reads no index
         lo, hi = int(xp.min(i2)), int(xp.max(i2))
         if lo < 0 or hi >= plane:
             bad = lo if lo < 0 else hi
@@ -427,18 +551,24 @@ def unpool_xp(
                 f"every index must be in [0, {plane})"
             )
             raise ValueError(msg)
-    rows = xp.reshape(xp.arange(n_batch, dtype=xp.int64, device=_device(x)), (-1, 1))
-    flat_idx = xp.reshape(rows * plane + i2, (-1,))
-    out = xp.zeros((n_batch * plane,), dtype=x.dtype, device=_device(x))
-    try:
-        out[flat_idx] = xp.reshape(x2, (-1,))
-    except (TypeError, IndexError, NotImplementedError) as err:
-        msg = (
-            f"max_unpool needs an integer-array scatter, which {xp.__name__} arrays "
-            "do not support; convert the input to a NumPy array instead"
-        )
-        raise TypeError(msg) from err
-    out = xp.reshape(out, batch_shape + tuple(out_sizes))
+    dtype = np_dtype(xp, x.dtype)
+    # an unsigned dtype the library cannot index (PyTorch's uint16/32/64)
+    # goes through int64 and back: both casts keep every bit
+    wide = dtype.kind == "u" and not _native(xp, dtype, x)
+    work = xp.int64 if wide else x.dtype
+    out = xp.zeros((n_batch * plane,), dtype=work, device=_device(x))
+    if plane and n_batch * cells:
+        rows = xp.arange(n_batch, dtype=xp.int64, device=_device(x))
+        flat_idx = xp.reshape(xp.reshape(rows, (-1, 1)) * plane + i2, (-1,))
+        try:
+            out[flat_idx] = xp.astype(xp.reshape(x2, (-1,)), work)
+        except (TypeError, IndexError, NotImplementedError) as err:
+            msg = (
+                f"max_unpool needs an integer-array scatter, which {xp.__name__} "
+                "arrays do not support; convert the input to a NumPy array instead"
+            )
+            raise TypeError(msg) from err
+    out = xp.reshape(xp.astype(out, x.dtype), batch_shape + tuple(out_sizes))
     inverse = tuple(int(i) for i in np.argsort(order))
     return xp.permute_dims(out, inverse)
 
@@ -467,7 +597,7 @@ def _place(xp: Any, v: Any, plan: AxisPlan, j: int) -> Any:
             index[a] = slice(0, (plan.out - 1) * s + 1)
             v = v[tuple(index)]
         full = plan.lo + plan.length + plan.hi
-        before = j * plan.dilation
+        before = plan.tap_slice(j).start  # the padded copy is lo + length + hi
         after = full - before - v.shape[a]
         parts = []
         for width, part in ((before, None), (None, v), (after, None)):
@@ -507,13 +637,19 @@ def sum_adjoint_xp(g: Any, geom: Geometry) -> Any:
     """Transpose of the summing passes: window sums back to input cells."""
     xp = namespace(g)
     assert xp is not None
+    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
     cur = g
     for plan in geom.plans:  # the forward ran them innermost first
         total = None
         for j in plan.live_taps:
             placed = _place(xp, cur, plan, j)
             total = placed if total is None else total + placed
-        assert total is not None
+        if total is None:  # every window of this axis is in padding: no cell
+            shape = list(cur.shape)
+            shape[plan.axis] = plan.lo + plan.length + plan.hi
+            if not plan.regular:
+                shape[plan.axis] = plan.length
+            total = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
         cur = total
     return _crop(cur, geom)
 
@@ -526,6 +662,7 @@ def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
     """
     xp = namespace(g)
     assert xp is not None
+    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
     ndim = g.ndim
     steps = []
     step = 1

@@ -99,7 +99,7 @@ def _input(
     ``empty_channels``, or with ``unbatched_empty`` when there is no batch
     axis (PyTorch's adaptive and fractional kernels read C as the batch).
     """
-    arr = as_array(x)
+    arr = as_array(x, f"{name}: input")
     if arr.ndim not in (nd + 1, nd + 2):
         layout = "C, " + ", ".join(["*"] * nd)
         msg = (
@@ -662,11 +662,20 @@ def _fractional(
     )
     batch_axes = ((0,) if batched else ()) + (channel_axis,)
     batch_shape = (arr.shape[0] if batched else 1, arr.shape[channel_axis])
+    indices = check_bool(return_indices, "return_indices", allow_int=True)
+    samples: Any
     if random_samples is None:
         samples = np.random.default_rng().random((*batch_shape, nd))
         samples = samples.astype(host_dtype(arr))
     else:
-        samples = to_host(random_samples)
+        # Dask samples of Dask input stay lazy: the windows are drawn per
+        # block of whole planes when it is computed (``_dask.fractional_dask``)
+        lazy = is_dask(arr) and is_dask(random_samples)
+        samples = random_samples if lazy else to_host(random_samples)
+        if lazy:
+            from ._dask import check_chunks
+
+            check_chunks(samples, f"{name}: _random_samples")
         # as PyTorch: (N', C, nd) with N' >= N; extra rows are unused
         if (
             samples.ndim != 3
@@ -679,7 +688,7 @@ def _fractional(
             )
             raise ValueError(msg)
         samples = samples[: batch_shape[0]]
-        if samples.dtype != host_dtype(arr):
+        if host_dtype(samples) != host_dtype(arr):
             msg = (
                 f"{name}: _random_samples must have the input's dtype {arr.dtype}, "
                 f"got {samples.dtype}"
@@ -689,15 +698,16 @@ def _fractional(
         samples = samples[0]
     # PyTorch: 2-d samples are (W, H); 3-d samples are (T, H, W)
     sample_cols = (1, 0) if nd == 2 else tuple(range(nd))
+    if is_dask(samples):
+        from ._dask import fractional_dask
+
+        return fractional_dask(  # type: ignore[no-any-return]
+            arr, samples, axes, kernel, sizes, sample_cols, batch_axes, indices
+        )
     geom = fractional_geometry(
         arr.shape, axes, kernel, sizes, samples, sample_cols, batch_axes
     )
-    return pool_core(
-        arr,
-        geom,
-        Reduction(op="max"),
-        return_indices=check_bool(return_indices, "return_indices", allow_int=True),
-    )
+    return pool_core(arr, geom, Reduction(op="max"), return_indices=indices)
 
 
 def _ratio_tuple(output_ratio: object, nd: int) -> tuple[float, ...]:

@@ -122,7 +122,7 @@ def vjp(
             "ndpool's (max_pool2d, avg_pool2d, pool, global_max_pool, ...)"
         )
         raise TypeError(msg)
-    arr = as_array(x)
+    arr = as_array(x, "vjp: x")
     if host_dtype(arr).kind != "f":
         msg = (
             f"vjp: x has dtype {arr.dtype}; only floating inputs have a gradient "
@@ -345,7 +345,7 @@ def _dask_vjp(
     """The lazy forward, and a pullback that builds a lazy gradient with
     ``x``'s chunks: the rule of ``fn``'s family, run per input chunk over
     the windows that touch it (``_dask.grad_dask``)."""
-    from ._dask import grad_dask, unpool_grad_dask
+    from ._dask import grad_dask, route_planes, unpool_grad_dask
 
     a = bound.arguments
     if family == "unpool":
@@ -356,6 +356,17 @@ def _dask_vjp(
             return unpool_grad_dask(g, a["indices"], axes, x)
 
         return out, _dask_pullback(x, out.shape, gather)
+    if family == "max" and is_dask(a.get("_random_samples")):
+        # fractional windows drawn from lazy samples when computed: no
+        # geometry here, so each gradient goes where its index says
+        pair = _call(fn, bound, return_indices=True)
+        axes = spatial_axes(x.ndim, nd, a["data_format"])
+
+        def route_lazy(g: Any) -> Any:
+            return route_planes(g, pair[1], axes, x)
+
+        out = pair if a["return_indices"] else pair[0]
+        return out, _dask_pullback(x, pair[0].shape, route_lazy)
     out, geom, red = _recorded(fn, bound)
     values = out[0] if isinstance(out, tuple) else out
     route: str | None = None
@@ -433,10 +444,12 @@ def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
         g: Any = np.asarray(grad_out) if xp is np else grad_out
         kind = host_dtype(g).kind if xp is not np else g.dtype.kind
         _check_grad_out(g, kind, out_shape)
-        if xp is not np:
-            return xp.reshape(_astype(xp, grad(g), dtype), shape)  # type: ignore[no-any-return]
+        # NumPy-backed libraries (array_api_strict) warn as NumPy would: an
+        # empty window's divisor is 0, and its gradient reaches no cell
         with np.errstate(all="ignore"):
             result = grad(g)
+        if xp is not np:
+            return xp.reshape(_astype(xp, result, dtype), shape)  # type: ignore[no-any-return]
         return np.asarray(result, dtype=dtype).reshape(shape)
 
     return pullback
@@ -671,30 +684,32 @@ def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
 
 
 def _sum_adjoint(g: Array, geom: Geometry) -> Array:
-    """Transpose of ``_core``'s pad-then-sum: window sums back to cells."""
+    """Transpose of ``_core``'s clipped-tap sums: window sums back to cells."""
     cur = g
     for plan in geom.plans:  # the forward ran them in reverse
         cur = _unsum_pass(cur, plan, geom)
-    crop = [slice(None)] * cur.ndim
-    for plan in geom.plans:
-        if plan.regular and (plan.lo or plan.hi):
-            crop[plan.axis] = slice(plan.lo, plan.lo + plan.length)
-    return cur[tuple(crop)]
+    return cur
 
 
 def _unsum_pass(src: Array, plan: AxisPlan, geom: Geometry) -> Array:
-    """Transpose of one summing pass over ``plan.axis``."""
+    """Transpose of one summing pass over ``plan.axis``.
+
+    A regular tap adds its windows back onto the cells its clipped view
+    read, so no padded buffer is needed (a huge kernel's padding costs
+    nothing, as in the forward).
+    """
     a = plan.axis
     shape = list(src.shape)
-    shape[a] = plan.lo + plan.length + plan.hi if plan.regular else plan.length
+    shape[a] = plan.length
     if plan.full_axis:
         return np.broadcast_to(src, shape)
     out = np.zeros(shape, dtype=src.dtype)
     if plan.regular:
-        index: list[slice] = [slice(None)] * src.ndim
-        for j in plan.live_taps:
-            index[a] = plan.tap_slice(j)
-            out[tuple(index)] += src
+        cells: list[Any] = [slice(None)] * src.ndim
+        windows: list[Any] = [slice(None)] * src.ndim
+        for tap in plan.spans():
+            cells[a], windows[a] = tap.cells, tap.windows
+            out[tuple(cells)] += src[tuple(windows)]
         return out
     moved_out = np.moveaxis(out, a, 0)  # a view: writes land in ``out``
     moved_src = np.moveaxis(src, a, 0)

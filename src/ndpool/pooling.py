@@ -50,6 +50,9 @@ def as_array(x: object, name: str = "input") -> Array:
     Array-API array (torch, CuPy, JAX, ...) is pooled with its own library.
     """
     if is_dask(x):
+        from ._dask import check_chunks
+
+        check_chunks(x, name)  # geometry needs every length
         dtype = np.dtype(x.dtype)  # type: ignore[attr-defined]
         check_dtype(dtype, name)
         if not dtype.isnative:
