@@ -870,18 +870,23 @@ def test_random_adaptive_chunkings(
 # errors, dtypes, empty input
 
 
+def _fractional_case(nd: int, fmt: str) -> tuple[tuple[int, ...], Any, Any]:
+    """(shape, samples, function) of the fractional gradient tests."""
+    shape = SHAPE_2D if nd == 2 else SHAPE_3D
+    if fmt == "channels_last":
+        shape = (shape[0], *shape[2:], shape[1])
+    channels = shape[1] if fmt == "channels_first" else shape[-1]
+    samples = np.random.default_rng(nd).random((shape[0], channels, nd))
+    return shape, samples, getattr(ndpool, f"fractional_max_pool{nd}d")
+
+
 @pytest.mark.parametrize("style", [*STYLES, "mixed"])
 @pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("nd", [2, 3])
 def test_fractional_grad(nd: int, fmt: str, style: str) -> None:
     """Windows drawn per plane: the forward and its gradient keep whole
     planes per task, with the same samples as the NumPy call."""
-    shape = SHAPE_2D if nd == 2 else SHAPE_3D
-    if fmt == "channels_last":
-        shape = (shape[0], *shape[2:], shape[1])
-    channels = shape[1] if fmt == "channels_first" else shape[-1]
-    samples = np.random.default_rng(nd).random((shape[0], channels, nd))
-    fn = getattr(ndpool, f"fractional_max_pool{nd}d")
+    shape, samples, fn = _fractional_case(nd, fmt)
     check_vjp(
         fn, ties(shape, np.float64, seed=19), chunks_for(shape, style), 2,
         output_ratio=0.5, return_indices=style == "tiny", _random_samples=samples,
@@ -1071,12 +1076,7 @@ def test_g_with_unknown_chunk_sizes_is_refused() -> None:
 def test_fractional_grad_lazy_samples(nd: int, fmt: str, style: str) -> None:
     """Dask ``_random_samples``: the forward and the pullback stay lazy
     (the windows are drawn when computed) and equal NumPy's bit for bit."""
-    shape = SHAPE_2D if nd == 2 else SHAPE_3D
-    if fmt == "channels_last":
-        shape = (shape[0], *shape[2:], shape[1])
-    channels = shape[1] if fmt == "channels_first" else shape[-1]
-    samples = np.random.default_rng(nd).random((shape[0], channels, nd))
-    fn = getattr(ndpool, f"fractional_max_pool{nd}d")
+    shape, samples, fn = _fractional_case(nd, fmt)
     x = ties(shape, np.float64, seed=19)
     kw: dict[str, Any] = {"output_ratio": 0.5, "data_format": fmt}
     kw["return_indices"] = style == "tiny"
