@@ -247,7 +247,7 @@ class AxisPlan:
         """
         if not self.regular or self.out <= 0 or not self.live_taps:
             return 0
-        return max(0, self.pad_before - min(self.live_taps) * self.dilation)
+        return max(0, self.pad_before - self.live_taps[0] * self.dilation)
 
     @functools.cached_property
     def hi(self) -> int:
@@ -255,7 +255,7 @@ class AxisPlan:
         if not self.regular or self.out <= 0 or not self.live_taps:
             return 0
         last = (self.out - 1) * self.stride - self.pad_before
-        last += max(self.live_taps) * self.dilation
+        last += self.live_taps[-1] * self.dilation  # ascending
         return max(0, last - (self.length - 1))
 
     @functools.cached_property
@@ -579,7 +579,16 @@ def _regular_axis(
     pa: int,
     ceil_mode: bool,
 ) -> AxisPlan:
+    if d * (k - 1) + 1 > INT_LIMIT:
+        msg = (
+            f"kernel_size={k} with dilation={d} spans {d * (k - 1) + 1} cells "
+            f"(axis {axis}): ndpool computes positions in int64, so a window may "
+            "span at most 2**62"
+        )
+        raise ValueError(msg)
     out = _out_length(length, k, s, d, pb, pa, ceil_mode)
+    # the tables below are O(out): refuse what no memory holds before them
+    check_output_size([out], "kernel_size, stride and padding", pooled=[out])
     # per window, in closed form (O(out) memory, whatever the kernel size):
     # tap j of window i reads i*s - pb + j*d
     start = np.arange(max(out, 0), dtype=np.int64) * s - pb
@@ -628,18 +637,6 @@ def regular_geometry(
     ``axes[i]`` goes with ``kernel[i]`` etc.; the plans come out in ascending
     axis order. Raises ValueError if an output length would be < 1.
     """
-    out_shape = list(shape)
-    for a, k, s, (pb, pa), d in zip(axes, kernel, stride, pads, dilation, strict=True):
-        if d * (k - 1) + 1 > INT_LIMIT:
-            msg = (
-                f"kernel_size={k} with dilation={d} spans {d * (k - 1) + 1} cells "
-                f"(axis {a}): ndpool computes positions in int64, so a window may "
-                "span at most 2**62"
-            )
-            raise ValueError(msg)
-        out_shape[a] = _out_length(shape[a], k, s, d, pb, pa, bool(ceil_mode))
-    pooled = [out_shape[a] for a in axes]
-    check_output_size(out_shape, "kernel_size, stride and padding", pooled=pooled)
     plans = []
     for a, k, s, (pb, pa), d in zip(axes, kernel, stride, pads, dilation, strict=True):
         plan = _regular_axis(a, shape[a], k, s, d, pb, pa, bool(ceil_mode))
@@ -652,7 +649,9 @@ def regular_geometry(
             )
             raise ValueError(msg)
         plans.append(plan)
-    return _assemble(shape, plans)
+    geom = _assemble(shape, plans)
+    check_output_size(geom.out_shape, "kernel_size, stride and padding")
+    return geom
 
 
 def _assemble(shape: tuple[int, ...], plans: list[AxisPlan]) -> Geometry:
