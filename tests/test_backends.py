@@ -179,6 +179,15 @@ def test_p_norm_past_the_float_range(
     assert type(got) is type(t)
     # relative: the values are near 2**-1000 or 2**1000
     np.testing.assert_allclose(_host(got) / scale, want / scale, rtol=1e-12)
+    # the gradient goes pair by pair there, on every backend
+    out, pull = ndpool.vjp(ndpool.pool, x, (3, 2), **kw)
+    _, pull_t = ndpool.vjp(ndpool.pool, t, (3, 2), **kw)
+    g = np.random.default_rng(4).standard_normal(out.shape)
+    want_grad = pull(g)
+    assert np.isfinite(want_grad).sum() > want_grad.size // 2
+    np.testing.assert_allclose(
+        _host(pull_t(to(g))), want_grad, rtol=1e-10, atol=1e-12, equal_nan=True
+    )
 
 
 @pytest.mark.parametrize(

@@ -331,3 +331,26 @@ def test_array_api_padded_copy_beyond_memory_is_refused() -> None:
     # "same" padding pads only what the live taps read: it works
     got = ndpool.pool(x, 10**9, stride=1, padding="same", op="avg")
     np.testing.assert_array_equal(got.numpy(), [[1.5, 1.5, 1.5, 1.5]])
+
+
+@settings(deadline=None)
+@given(
+    e=st.sampled_from([-1000, -300, 0, 300, 1000]),
+    p=st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 20.0, 200.0, -2.0]),
+    nan=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_p_norm_gradient_at_any_scale(e: int, p: float, nan: bool, seed: int) -> None:
+    """The norm is 1-homogeneous, so its gradient at 2**e x is the one at x:
+    where the factored powers leave the float range, the pullback goes pair
+    by pair (cell, window) with ratios of at most 1."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.5, 2.0, (2, 3, 7, 6)) * rng.choice([-1, 1], (2, 3, 7, 6))
+    if nan:
+        x[rng.random(x.shape) < 0.2] = np.nan
+    kw: dict[str, Any] = {"op": "lp", "norm_type": p, "padding": "same", "stride": 2}
+    kw["nan_policy"] = "omit" if nan else "propagate"
+    out, pull = ndpool.vjp(ndpool.pool, x, 3, **kw)
+    g = rng.standard_normal(out.shape)
+    _, pull_scaled = ndpool.vjp(ndpool.pool, x * 2.0**e, 3, **kw)
+    np.testing.assert_allclose(pull_scaled(g), pull(g), rtol=1e-9, atol=1e-12)

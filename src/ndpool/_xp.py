@@ -28,6 +28,7 @@ __all__ = [
     "astype",
     "host_dtype",
     "namespace",
+    "pairs_xp",
     "pool_xp",
     "route_xp",
     "sum_adjoint_xp",
@@ -652,6 +653,28 @@ def sum_adjoint_xp(g: Any, geom: Geometry) -> Any:
             total = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
         cur = total
     return _crop(cur, geom)
+
+
+def pairs_xp(g: Any, mag: Any, sign: Any, norm: Any, geom: Geometry, term: Any) -> Any:
+    """Sum over (cell, window) pairs of ``g * term(|x|, norm) * sign``, one
+    combined tap at a time (``grad._lp_by_pairs``): the cells read through
+    the tap, their windows' values placed back there."""
+    xp = namespace(g)
+    assert xp is not None
+    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
+    mag, sign = _pad(xp, mag, geom, 0), _pad(xp, sign, geom, 0)
+    total = None
+    for taps in itertools.product(*(p.live_taps for p in geom.plans)):
+        m, s = mag, sign
+        for plan, j in zip(geom.plans, taps, strict=True):
+            m, s = _tap(xp, m, plan, j), _tap(xp, s, plan, j)
+        v = g * term(m, norm) * s
+        for plan, j in zip(geom.plans, taps, strict=True):
+            v = _place(xp, v, plan, j)
+        total = v if total is None else total + v
+    if total is None:
+        return xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
+    return _crop(total, geom)
 
 
 def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:

@@ -27,6 +27,7 @@ kernel taps and pooled axes only.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ from ._core import BLOCK_BYTES, Reduction, is_dask, pool_core, recording
 from ._geometry import AxisPlan, Geometry
 from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
-from ._xp import host_dtype, namespace, route_xp, sum_adjoint_xp
+from ._xp import host_dtype, namespace, pairs_xp, route_xp, sum_adjoint_xp
 from .pooling import (
     as_array,
     check_norm_type,
@@ -568,7 +569,9 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     elif red.op == "torch_lp":
         window, cell = _torch_lp_parts(x, geom, red, acc, xp)
     else:
-        window, cell = _lp_parts(x, geom, red, acc, xp)
+        window, cell, norm = _lp_parts(x, geom, red, acc, xp)
+        if _powers_overflow(norm, red, acc_np, xp):
+            return _lp_by_pairs(x, geom, red, acc, norm, nan_mask, xp)
 
     def adjoint(w: Array) -> Array:
         return _sum_adjoint(w, geom) if xp is np else sum_adjoint_xp(w, geom)
@@ -636,9 +639,72 @@ def _torch_lp_parts(
     return window, cell
 
 
+def _powers_overflow(norm: Array, red: Reduction, acc: np.dtype[Any], xp: Any) -> bool:
+    """Whether some window's ``norm**p`` leaves the normal float range (the
+    forward then rescaled it: ``_core._rescaled_norm``), so the factored
+    pullback's powers would overflow or underflow too."""
+    p = red.norm_type
+    assert p is not None
+    info = np.finfo(acc)
+    with np.errstate(all="ignore"):
+        real = xp.isfinite(norm) & (norm > 0)
+        power = norm ** float(p)
+        lost = real & ~(
+            (power >= float(info.smallest_normal)) & (power <= float(info.max))
+        )
+    return bool(xp.any(lost))
+
+
+def _lp_by_pairs(
+    x: Array,
+    geom: Geometry,
+    red: Reduction,
+    acc: Any,
+    norm: Array,
+    nan_mask: Array | None,
+    xp: Any,
+) -> GradFn:
+    """The p-norm's pullback pair by pair: cell ``c`` of window ``w`` gets
+    ``g[w] * sign(x[c]) * (|x[c]| / norm[w]) ** (p - 1)``, each factor at
+    most ``|g[w]|`` for p >= 1, where the factored form's powers leave the
+    float range. One combined tap (every window's cell at it) at a time."""
+    p = red.norm_type
+    assert p is not None
+    base = _astype(xp, x, acc)
+    mag, sign = abs(base), signs(base, xp)
+
+    def term(cells: Array, n: Array) -> Array:
+        with np.errstate(all="ignore"):
+            t = (cells / n) ** (p - 1.0)
+        # an all-zero window has no gradient; below p = 1 a zero cell has none
+        t = xp.where(n == 0, xp.zeros_like(t), t)
+        if p < 1:
+            t = xp.where(cells == 0, xp.zeros_like(t), t)
+        return t  # type: ignore[no-any-return]
+
+    def pull(g: Array) -> Array:
+        g = _astype(xp, g, acc)
+        if xp is np:
+            grad = np.zeros(x.shape, dtype=acc)
+            for taps in itertools.product(*(q.spans() for q in geom.plans)):
+                at: list[Any] = [slice(None)] * x.ndim
+                of: list[Any] = [slice(None)] * x.ndim
+                for plan, tap in zip(geom.plans, taps, strict=True):
+                    at[plan.axis], of[plan.axis] = tap.cells, tap.windows
+                c, w = tuple(at), tuple(of)
+                grad[c] += g[w] * term(mag[c], norm[w]) * sign[c]
+        else:
+            grad = pairs_xp(g, mag, sign, norm, geom, term)
+        if nan_mask is not None:
+            grad = xp.where(nan_mask, xp.zeros_like(grad), grad)
+        return grad
+
+    return pull
+
+
 def _lp_parts(
     x: Array, geom: Geometry, red: Reduction, acc: Any, xp: Any
-) -> tuple[Callable[[Array], Array], Array]:
+) -> tuple[Callable[[Array], Array], Array, Array]:
     """The p-norm of each window, as ``torch.linalg.vector_norm``'s backward."""
     p = red.norm_type
     assert p is not None
@@ -657,7 +723,7 @@ def _lp_parts(
             return g * scale  # type: ignore[no-any-return]
         return xp.where(norm == 0, xp.zeros_like(g), g / scale)  # type: ignore[no-any-return]
 
-    return window, cell
+    return window, cell, norm
 
 
 def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
