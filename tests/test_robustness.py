@@ -186,7 +186,7 @@ def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -
         ({"stride": 2**63}, r"stride=9223372036854775808 is out of range"),
         ({"dilation": 2**63}, r"dilation=.* is out of range"),
         ({"padding": ((2**63, 0),)}, r"padding=.* is out of range"),
-        ({"kernel_size": 2**61, "dilation": 4, "padding": "same"}, r"spans .* 2\*\*62"),
+        ({"kernel_size": 2**59, "dilation": 4, "padding": "same"}, r"spans .* 2\*\*60"),
     ],
 )
 def test_int64_overflowing_arguments_are_value_errors(
@@ -354,3 +354,37 @@ def test_p_norm_gradient_at_any_scale(e: int, p: float, nan: bool, seed: int) ->
     g = rng.standard_normal(out.shape)
     _, pull_scaled = ndpool.vjp(ndpool.pool, x * 2.0**e, 3, **kw)
     np.testing.assert_allclose(pull_scaled(g), pull(g), rtol=1e-9, atol=1e-12)
+
+
+def test_sums_of_in_range_extremes_fit_int64() -> None:
+    """Padding, kernel and length each within 2**60: their sums (padded
+    counts) stay in int64 (at 2**62 each, the count wrapped to 0 and the
+    average divided by it)."""
+    k, p = 2**60, 2**60 - 1
+    x = np.ones((1, 4))
+    got = ndpool.pool(x, k, stride=2**59, padding=((p, p),), op="avg")
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[0, 0], 1 / k)
+
+
+def test_p_norm_minus_inf_is_refused_with_the_min_pool_hint() -> None:
+    with pytest.raises(ValueError, match=r"norm_type=-inf.*op='min'"):
+        ndpool.pool(np.ones((1, 4)), 2, op="lp", norm_type=-np.inf)
+    with pytest.raises(ValueError, match=r"norm_type=-inf"):
+        ndpool.global_lp_pool(np.ones((1, 1, 4)), -np.inf)
+
+
+def test_p_norm_with_subnormal_terms_is_exact() -> None:
+    """Every float32 |x|**2 subnormal, their sum normal: summed rescaled."""
+    x = np.full((1, 200_000), 3e-22, dtype=np.float32)
+    got = ndpool.pool(x, 200_000, op="lp", norm_type=2.0)
+    want = float(np.float32(3e-22)) * np.sqrt(200_000)
+    np.testing.assert_allclose(got[0, 0], want, rtol=1e-6)
+
+
+def test_lazy_dask_output_larger_than_memory_is_planned() -> None:
+    """The output-size guard is where a NumPy output is allocated: a lazy
+    Dask result larger than memory is fine (SPEC: larger than memory)."""
+    da = pytest.importorskip("dask.array")
+    x = da.zeros((4, 3, 60000, 60000), dtype=np.float32, chunks=(1, 1, 4096, 4096))
+    assert F.max_pool2d(x, 3, 1, 1).shape == (4, 3, 60000, 60000)

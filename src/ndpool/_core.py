@@ -40,7 +40,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import AxisPlan, Geometry, IntArray, Tap, _along, _frozen
+from ._geometry import (
+    AxisPlan,
+    Geometry,
+    IntArray,
+    Tap,
+    _along,
+    _frozen,
+    check_output_size,
+)
 from ._threads import get_num_threads, share
 
 __all__ = ["Reduction", "pool_core", "recording", "unpool_core"]
@@ -107,6 +115,10 @@ def pool_core(
         from ._xp import pool_xp
 
         return pool_xp(arr, geom, red, return_indices)  # type: ignore[no-any-return]
+    # a NumPy output is allocated here (a Dask one may exceed memory)
+    check_output_size(
+        geom.out_shape, "the pooling arguments", itemsize=x.dtype.itemsize
+    )
     cut = _blocks(x, geom, get_num_threads())
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
@@ -590,7 +602,10 @@ def _summed(
             # a sum of |x|**p past the float range (or in its subnormals)
             # loses the norm: those windows are summed again, rescaled
             info = np.finfo(acc)
-            lost = ~((total >= info.smallest_normal) & (total <= info.max))
+            # (below smallest_normal / eps the terms may be subnormal, each
+            # off by up to 2**-149 in float32: redone as well)
+            tiny = info.smallest_normal / info.eps
+            lost = ~((total >= tiny) & (total <= info.max))
             result = np.power(total, acc.type(1.0 / p), out=total)
             if lost.any():
                 _rescaled_norm(x, geom, p, omit, result, lost)

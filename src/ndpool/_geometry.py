@@ -64,9 +64,9 @@ def _is_int(value: object) -> bool:
     )
 
 
-#: the largest size, stride, padding or window extent ndpool takes: every
-#: position and flat index it computes must fit in int64
-INT_LIMIT = 2**62
+#: the largest size, stride, padding or window extent ndpool takes: sums of
+#: a few of them (positions, padded lengths, flat indices) must fit in int64
+INT_LIMIT = 2**60
 
 
 def check_int_range(value: int, name: str) -> int:
@@ -74,7 +74,7 @@ def check_int_range(value: int, name: str) -> int:
     if not -INT_LIMIT <= value <= INT_LIMIT:
         msg = (
             f"{name}={value} is out of range: ndpool computes positions and "
-            "counts in int64, so it must lie within +-2**62"
+            "counts in int64, so it must lie within +-2**60"
         )
         raise ValueError(msg)
     return value
@@ -583,7 +583,7 @@ def _regular_axis(
         msg = (
             f"kernel_size={k} with dilation={d} spans {d * (k - 1) + 1} cells "
             f"(axis {axis}): ndpool computes positions in int64, so a window may "
-            "span at most 2**62"
+            "span at most 2**60"
         )
         raise ValueError(msg)
     out = _out_length(length, k, s, d, pb, pa, ceil_mode)
@@ -649,9 +649,7 @@ def regular_geometry(
             )
             raise ValueError(msg)
         plans.append(plan)
-    geom = _assemble(shape, plans)
-    check_output_size(geom.out_shape, "kernel_size, stride and padding")
-    return geom
+    return _assemble(shape, plans)
 
 
 def _assemble(shape: tuple[int, ...], plans: list[AxisPlan]) -> Geometry:
@@ -732,9 +730,12 @@ def _adaptive_axis(axis: int, length: int, out: int, ndim: int) -> AxisPlan:
     if 0 < out <= length and length % out == 0:  # equal windows: a regular plan
         k = length // out
         return _regular_axis(axis, length, k, k, 1, 0, 0, False)
+    # floor(i*L/O) and ceil((i+1)*L/O) with L split as q*O + r, so no
+    # product exceeds O*O (i*L overflows int64 for a long lazy Dask axis)
+    q, r = divmod(length, out) if out > 0 else (0, 0)
     i = np.arange(out, dtype=np.int64)
-    starts = (i * length) // out
-    ends = ((i + 1) * length + out - 1) // out
+    starts = i * q + (i * r) // out
+    ends = (i + 1) * q + ((i + 1) * r + out - 1) // out
     return _irregular_axis(axis, length, starts, ends, ndim, out)
 
 
@@ -745,7 +746,8 @@ def adaptive_geometry(
     out_shape = list(shape)
     for a, o in zip(axes, output_size, strict=True):
         out_shape[a] = o
-    check_output_size(out_shape, "output_size", pooled=output_size)
+    # the cells are checked where a NumPy output is allocated (pool_core)
+    check_output_size(out_shape, "output_size", itemsize=0, pooled=output_size)
     plans = [
         _adaptive_axis(a, shape[a], o, len(shape))
         for a, o in zip(axes, output_size, strict=True)

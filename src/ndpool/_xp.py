@@ -362,7 +362,7 @@ def _summed(
     elif red.op == "lp":
         result = xp.pow(total, xp.asarray(1.0 / red.norm_type, dtype=acc))
         info = np.finfo(acc_np)  # sums past the float range: see _core
-        tiny, big = float(info.smallest_normal), float(info.max)
+        tiny, big = float(info.smallest_normal / info.eps), float(info.max)
         lost = ~((total >= tiny) & (total <= big))
         if bool(xp.any(lost)):
             result = _rescaled_norm(xp, xp.astype(x, acc), geom, red, result, lost)

@@ -650,7 +650,8 @@ def _powers_overflow(norm: Array, red: Reduction, acc: np.dtype[Any], xp: Any) -
         real = xp.isfinite(norm) & (norm > 0)
         power = norm ** float(p)
         lost = real & ~(
-            (power >= float(info.smallest_normal)) & (power <= float(info.max))
+            (power >= float(info.smallest_normal / info.eps))
+            & (power <= float(info.max))
         )
     return bool(xp.any(lost))
 

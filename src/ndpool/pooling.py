@@ -6,6 +6,7 @@ The torch-named functions in :mod:`ndpool.functional` are thin wrappers over
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Literal, overload
@@ -206,6 +207,12 @@ def pool_windows(
         msg = f"return_indices=True needs op='max' or 'min', got op={op!r}"
         raise ValueError(msg)
     p = check_norm_type(norm_type) if op in ("lp", "torch_lp") else None
+    if op == "lp" and p == -math.inf:
+        msg = (
+            "norm_type=-inf is not a p-norm op='lp' computes; the smallest |x| "
+            "of each window is pool(np.abs(x), ..., op='min')"
+        )
+        raise ValueError(msg)
     red = Reduction(
         op=op,
         nan_omit=policy == "omit",
