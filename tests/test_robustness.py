@@ -388,3 +388,17 @@ def test_lazy_dask_output_larger_than_memory_is_planned() -> None:
     da = pytest.importorskip("dask.array")
     x = da.zeros((4, 3, 60000, 60000), dtype=np.float32, chunks=(1, 1, 4096, 4096))
     assert F.max_pool2d(x, 3, 1, 1).shape == (4, 3, 60000, 60000)
+
+
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+def test_window_counts_past_int64_are_not_wrapped(policy: str) -> None:
+    """Two axes of 4e9-cell padded windows: 1.6e19 cells, past int64 (the
+    divisor wrapped negative and the gradient of ones came out negative)."""
+    x = np.ones((1, 1, 3, 3))
+    k, p = 4 * 10**9, 2 * 10**9
+    kw: dict[str, Any] = {"op": "avg", "stride": 1, "padding": p, "nan_policy": policy}
+    out, pull = ndpool.vjp(ndpool.pool, x, (k, k), **kw)
+    want = 9 / k**2  # count_include_pad: the padded cells count
+    np.testing.assert_allclose(out[0, 0, 0, 0], want, rtol=1e-12)
+    if policy == "propagate":
+        np.testing.assert_allclose(pull(np.ones_like(out)), 16 / k**2, rtol=1e-12)

@@ -445,13 +445,19 @@ class Geometry:
         """Reshape a per-output-position vector to broadcast along plan.axis."""
         return _along(values, plan.axis, self.ndim)
 
-    def window_count(self, *, include_pad: bool) -> npt.NDArray[np.int64]:
-        """Cells per window (product over axes), broadcastable to the output."""
-        total: npt.NDArray[np.int64] = np.ones((1,) * self.ndim, dtype=np.int64)
-        for p in self.plans:
-            counts = p.count_padded if include_pad else p.count_valid
-            assert counts is not None
-            total = total * (self.along(p, counts) if counts.ndim == 1 else counts)
+    def window_count(self, *, include_pad: bool) -> npt.NDArray[Any]:
+        """Cells per window (product over axes), broadcastable to the output:
+        int64, or float64 where the product could pass int64 (huge kernels
+        on several axes; int64 wrapped, a negative divisor)."""
+        counts = [p.count_padded if include_pad else p.count_valid for p in self.plans]
+        biggest = math.prod(
+            int(c.max()) if c is not None and c.size else 1 for c in counts
+        )
+        dtype = np.int64 if biggest < 2**62 else np.float64
+        total: npt.NDArray[Any] = np.ones((1,) * self.ndim, dtype=dtype)
+        for p, c in zip(self.plans, counts, strict=True):
+            assert c is not None
+            total = total * (self.along(p, c) if c.ndim == 1 else c).astype(dtype)
         return total
 
     def uniform_count(self, *, include_pad: bool) -> int | None:
