@@ -354,3 +354,76 @@ def test_unknown_chunk_sizes_are_named() -> None:
     unknown = samples[samples[:, 0, 0] > 0]
     with pytest.raises(ValueError, match=r"_random_samples.*compute_chunk_sizes"):
         ndpool.fractional_max_pool2d(x, 2, 3, _random_samples=unknown)
+
+
+def _brute_cells(plan: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the input cells it reads, ``[lo, hi)``, cell by cell."""
+    lo, hi = [], []
+    for i in range(plan.out):
+        start = i * plan.stride - plan.pad_before
+        taps = [start + j * plan.dilation for j in range(plan.taps)]
+        inside = [t for t in taps if 0 <= t < plan.length]
+        clipped = min(max(start, 0), plan.length)
+        lo.append(inside[0] if inside else clipped)
+        hi.append(inside[-1] + 1 if inside else clipped)
+    return np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+
+
+@given(
+    length=st.integers(1, 40),
+    k=st.integers(1, 12),
+    s=st.integers(1, 5),
+    d=st.integers(1, 9),
+    pads=st.tuples(st.integers(0, 60), st.integers(0, 60)),
+    ceil=st.booleans(),
+)
+def test_block_bounds_match_a_cell_by_cell_count(
+    length: int, k: int, s: int, d: int, pads: tuple[int, int], ceil: bool
+) -> None:
+    """The cells a run of windows reads, and the windows a chunk feeds, come
+    from closed forms inside the input and tables at its borders only: they
+    equal a cell-by-cell count."""
+    from ndpool._dask import _needed, _touching
+    from ndpool._geometry import _regular_axis
+
+    span = d * (k - 1) + 1
+    pb, pa = (min(p, span - 1) for p in pads)
+    plan = _regular_axis(0, length, k, s, d, pb, pa, ceil)
+    if plan.out < 1:
+        return
+    lo, hi = _brute_cells(plan)
+    for o0, o1 in itertools.combinations(range(plan.out + 1), 2):
+        a = int(lo[o0:o1].min())
+        assert _needed(plan, o0, o1) == (a, max(int(hi[o0:o1].max()), a))
+    for c0, c1 in itertools.combinations(range(length + 1), 2):
+        if plan.has_empty_window:
+            want: Any = (0, plan.out, *_needed(plan, 0, plan.out))
+        else:
+            hits = np.flatnonzero((lo < c1) & (hi > c0) & (hi > lo))
+            want = None
+            if hits.size:
+                w0, w1 = int(hits[0]), int(hits[-1]) + 1
+                w_a = int(lo[w0:w1].min())
+                want = (w0, w1, w_a, max(int(hi[w0:w1].max()), w_a))
+        assert _touching(plan, c0, c1) == want, (c0, c1)
+
+
+def test_long_lazy_axis_builds_no_whole_axis_tables() -> None:
+    """A 10**9-cell lazy axis: its graph is built from each block's
+    windows (closed forms), in well under the memory of one table."""
+    import tracemalloc
+
+    x = da.zeros((1, 1, 10**9), dtype=np.float32, chunks=(1, 1, 10**8))
+    tracemalloc.start()
+    try:
+        out = _lazy(ndpool.functional.max_pool1d, x, 3, 1, 1)
+        with dask.config.set(scheduler=_no_compute):
+            _, pullback = ndpool.vjp(ndpool.functional.avg_pool1d, x, 3, 1, 1)
+        grad = _lazy(pullback, da.ones(out.shape, chunks=10**8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == grad.shape == x.shape
+    assert peak < 10**7  # one whole-axis int64 table is 8 * 10**9 bytes
+    head = out[0, 0, :5].compute(scheduler="sync")
+    np.testing.assert_array_equal(head, np.zeros(5, np.float32))

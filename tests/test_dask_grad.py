@@ -604,6 +604,20 @@ def test_max_unpool2d_grad(
     assert_close(got, want, exact=True)
 
 
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_unpool_grad_of_an_empty_batch(nd: int) -> None:
+    """N = 0 unpools and pulls back to an empty gradient, as NumPy's."""
+    shape = (0, 2, *(2,) * nd)
+    x, idx = np.zeros(shape), np.zeros(shape, dtype=np.int64)
+    fn = getattr(ndpool, f"max_unpool{nd}d")
+    want_out, want_pb = ndpool.vjp(fn, x, idx, 2)
+    out, pullback = ndpool.vjp(fn, da.from_array(x), da.from_array(idx), 2)
+    g = np.zeros(want_out.shape)
+    got_out, got = dask.compute(out, pullback(g), scheduler="sync")
+    assert_close(got_out, want_out, exact=True)
+    assert_close(got, want_pb(g), exact=True)
+
+
 # --------------------------------------------------------------------------
 # the gradient argument: NumPy or Dask, any chunks; wrong shapes
 

@@ -171,13 +171,59 @@ def _kwargs(op: str) -> dict[str, Any]:
             lambda: ndpool.pool(
                 np.ones((1, 4)), 10**12, stride=1, padding=((10**12 - 1, 10**12 - 1),)
             ),
-            "kernel_size, stride and padding",
+            "the pooling arguments",
+        ),
+        # the values are wider than the input (float64 of uint8 or int64 of
+        # bool), or come with int64 indices: 74.5 GiB where 9.3 GiB fit
+        *(
+            (
+                lambda x=x, op=op, extra=extra: ndpool.pool(
+                    x,
+                    (10**5,) * 2,
+                    stride=1,
+                    padding=((10**5 - 1, 10**5 - 1),) * 2,
+                    op=op,
+                    **extra,
+                ),
+                "the pooling arguments",
+            )
+            for x, op, extra in [
+                (np.ones((1, 1), np.uint8), "avg", {}),
+                (np.ones((1, 1), np.bool_), "sum", {}),
+                (np.ones((1, 1), np.uint8), "max", {"return_indices": True}),
+                (np.ones((1, 1), np.uint8), "max", {"dtype": np.float64}),
+            ]
+        ),
+        (
+            lambda: F.adaptive_avg_pool2d(np.ones((1, 1, 1), np.uint8), (10**5, 10**5)),
+            "output",
         ),
     ],
 )
 def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("op", ["max", "avg", "lp"])
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_no_output_cell_costs_nothing(op: str, return_indices: bool) -> None:
+    """An empty batch beside an axis of 10**12 windows: nothing to pool, so
+    neither the taps are looped over nor the divisors worked out (each of
+    them would take hours or terabytes); the dtypes are the usual ones."""
+    if op != "max" and return_indices:
+        return
+    k = 10**12
+    kw: dict[str, Any] = {"stride": 1, "padding": ((k - 1, k - 1),), "op": op}
+    if op == "lp":
+        kw["norm_type"] = 2.0
+    got = ndpool.pool(np.ones((0, 4), np.int16), k, return_indices=return_indices, **kw)
+    want = ndpool.pool(np.ones((1, 4), np.int16), 2, **kw | {"padding": 0})
+    values = got[0] if return_indices else got
+    assert values.shape == (0, k + 3)
+    assert values.dtype == want.dtype
+    if return_indices:
+        assert got[1].dtype == np.int64
 
 
 @pytest.mark.parametrize(
@@ -203,8 +249,11 @@ def test_indices_of_a_window_past_int64_ranks_are_refused() -> None:
     x = np.random.default_rng(5).random((1, 2, 5, 5))
     k, p = (10**10,) * 2, (5 * 10**9,) * 2
     assert F.max_pool2d(x, k, 1, p).shape == (1, 2, 6, 6)  # values only: fine
-    with pytest.raises(ValueError, match=r"return_indices.*2\*\*63"):
+    with pytest.raises(ValueError, match=r"2\*\*63.*return_indices=True"):
         F.max_pool2d(x, k, 1, p, return_indices=True)
+    # the gradient routes by indices: the error says so (none were asked for)
+    with pytest.raises(ValueError, match=r"2\*\*63.*gradient of max"):
+        ndpool.vjp(F.max_pool2d, x, k, 1, p)
 
 
 @pytest.mark.parametrize("dtype", [">f4", ">f8", ">i8", ">u2", "<f4"])
@@ -263,6 +312,32 @@ def test_masked_arrays() -> None:
     np.testing.assert_array_equal(
         ndpool.pool(masked.filled(np.nan), 2, nan_policy="omit"), [[1.0, 4.0]]
     )
+
+
+def test_masks_are_refused_wherever_they_come() -> None:
+    """A Dask array of masked chunks (its masks unseen until computed),
+    and masked indices, gradients and random samples: each a TypeError
+    naming it, never a silently unmasked value."""
+    da = pytest.importorskip("dask.array")
+    x = np.array([[[1.0, 9.0, 3.0, 4.0, 2.0, 8.0]]])
+    mask = np.array([[[0, 1, 0, 0, 0, 0]]], dtype=bool)
+    lazy = da.from_array(np.ma.masked_array(x, mask=mask), chunks=2)
+    for call in (F.max_pool1d, F.avg_pool1d, ndpool.global_max_pool):
+        with pytest.raises(TypeError, match=r"Dask array of masked.*map_blocks"):
+            call(lazy, *([2] if call is not ndpool.global_max_pool else []))
+    filled = lazy.map_blocks(np.ma.filled, np.nan)
+    got = F.max_pool1d(filled, 2, nan_policy="omit").compute()
+    np.testing.assert_array_equal(got, [[[1.0, 4.0, 8.0]]])
+    idx = np.ma.masked_array(np.array([[[0, 3]]]), mask=[[[0, 1]]])
+    with pytest.raises(TypeError, match="max_unpool1d: indices is a masked array"):
+        F.max_unpool1d(x[..., :2], idx, 2)
+    _, pullback = ndpool.vjp(F.max_pool1d, x, 2)
+    g = np.ma.masked_array(np.ones((1, 1, 3)), mask=[[[1, 0, 0]]])
+    with pytest.raises(TypeError, match="grad_out is a masked array"):
+        pullback(g)
+    samples = np.ma.masked_array(np.full((1, 1, 2), 0.5), mask=[[[1, 0]]])
+    with pytest.raises(TypeError, match="_random_samples is a masked array"):
+        F.fractional_max_pool2d(x[None], 1, output_size=1, _random_samples=samples)
 
 
 @settings(deadline=None)

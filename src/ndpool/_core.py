@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._geometry import (
+    _TABLES_KEPT,
     AxisPlan,
     Geometry,
     IntArray,
@@ -48,6 +49,7 @@ from ._geometry import (
     _along,
     _frozen,
     check_output_size,
+    regular_geometry,
 )
 from ._threads import get_num_threads, share
 
@@ -117,18 +119,24 @@ def pool_core(
         return pool_xp(arr, geom, red, return_indices)  # type: ignore[no-any-return]
     # a NumPy output is allocated here (a Dask one may exceed memory)
     check_output_size(
-        geom.out_shape, "the pooling arguments", itemsize=x.dtype.itemsize
+        geom.out_shape,
+        "the pooling arguments",
+        itemsize=_cell_bytes(x.dtype, red, return_indices),
     )
+    if math.prod(geom.out_shape) == 0:  # no window to loop over taps for
+        outs = tuple(
+            np.empty(geom.out_shape, dtype=t)
+            for t in _result_dtypes(x, geom, red, return_indices)
+        )
+        return outs if return_indices else outs[0]  # type: ignore[return-value]
     cut = _blocks(x, geom, get_num_threads())
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
     axis, bounds = cut
-    # the dtypes of the results, from an empty block
-    probe = _pool_block(
-        _along_slice(x, axis, 0, 0), _batch_slice(geom, axis, 0, 0), red, return_indices
+    outs = tuple(
+        np.empty(geom.out_shape, dtype=t)
+        for t in _result_dtypes(x, geom, red, return_indices)
     )
-    kinds = probe if isinstance(probe, tuple) else (probe,)
-    outs = tuple(np.empty(geom.out_shape, dtype=p.dtype) for p in kinds)
     uniform = not any(_varies_along(p, geom, axis) for p in geom.plans)
     subs: dict[int, Geometry] = {}
 
@@ -150,6 +158,20 @@ def pool_core(
 
     share(run, bounds, get_num_threads())
     return outs if return_indices else outs[0]  # type: ignore[return-value]
+
+
+def _result_dtypes(
+    x: Array, geom: Geometry, red: Reduction, return_indices: bool
+) -> list[np.dtype[Any]]:
+    """The dtypes of the results, from one cell pooled by a one-cell window
+    on every pooled axis: the dtypes follow the op and the input dtype, and
+    an empty block of the real windows would still loop over every tap."""
+    n = len(geom.plans)
+    unit = regular_geometry(
+        (1,) * x.ndim, geom.axes, (1,) * n, (1,) * n, ((0, 0),) * n, (1,) * n, False
+    )
+    probe = _pool_block(np.zeros((1,) * x.ndim, x.dtype), unit, red, return_indices)
+    return [p.dtype for p in (probe if isinstance(probe, tuple) else (probe,))]
 
 
 #: input bytes per block: a block's intermediates stay in the L2/L3 caches
@@ -215,8 +237,6 @@ def _batch_slice(geom: Geometry, axis: int, lo: int, hi: int) -> Geometry:
             p,
             starts=cut(p.starts),
             ends=cut(p.ends),
-            count_valid=cut(p.count_valid),
-            count_padded=cut(p.count_padded),
         )
         if _varies_along(p, geom, axis)
         else p
@@ -295,8 +315,9 @@ def _code_dtype(taps: int) -> np.dtype[Any]:
         if taps <= np.iinfo(t).max:
             return np.dtype(t)
     msg = (
-        f"return_indices: the window has {taps:,} cells; ndpool ranks them in "
-        "int64, so a window with indices may have at most 2**63 - 1 cells"
+        f"the window has {taps:,} cells, more than int64 ranks (2**63 - 1): "
+        "ndpool cannot give their indices (return_indices=True), nor the "
+        "gradient of max or min pooling, which is routed by them"
     )
     raise ValueError(msg)
 
@@ -538,13 +559,21 @@ def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Arr
     return flat
 
 
-@functools.lru_cache(maxsize=64)
 def _index_table(
     plans: tuple[AxisPlan, ...], ndim: int
 ) -> tuple[Array, tuple[Array, ...]]:
     """Regular plans: (flat offset of every tap rank, per axis the flat index
-    of each window's origin, laid along its axis). Kept per plans (they are
-    immutable and compared by identity); every array is O(taps + outs)."""
+    of each window's origin, laid along its axis); every array is
+    O(taps + outs). Kept per plans (immutable, compared by identity) while
+    small: a long axis's origins would outlive the call."""
+    if sum(p.out for p in plans) > _TABLES_KEPT:
+        return _build_index_table(plans, ndim)
+    return _kept_index_table(plans, ndim)
+
+
+def _build_index_table(
+    plans: tuple[AxisPlan, ...], ndim: int
+) -> tuple[Array, tuple[Array, ...]]:
     steps = _weights([p.index_length for p in plans])
     table = np.zeros(1, dtype=np.int64)
     origins = []
@@ -556,8 +585,23 @@ def _index_table(
     return _frozen(table), tuple(origins)
 
 
+_kept_index_table = functools.lru_cache(maxsize=64)(_build_index_table)
+
+
 # --------------------------------------------------------------------------
 # sum / average / Lp
+
+
+def _cell_bytes(dtype: np.dtype[Any], red: Reduction, return_indices: bool) -> int:
+    """Bytes the results take per output cell: the values (in the dtype
+    they are worked out in, and as cast by ``dtype=``), and the indices."""
+    if red.op in ("max", "min"):
+        size = dtype.itemsize
+    else:
+        size = _acc_dtype(dtype, red.op).itemsize
+    if red.dtype is not None:
+        size += red.dtype.itemsize
+    return size + (8 if return_indices else 0)
 
 
 def _acc_dtype(dtype: np.dtype[Any], op: str) -> np.dtype[Any]:

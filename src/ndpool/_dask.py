@@ -27,36 +27,105 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import AxisPlan, Geometry
+from ._geometry import _TABLE_BLOCK, AxisPlan, Geometry
 
 __all__ = ["check_chunks", "pool_dask"]
 
 Array = npt.NDArray[Any]
 
 
-def _needed(plan: AxisPlan) -> tuple[Array, Array]:
-    """Per output window, the input cells it reads: ``[lo, hi)``, clipped."""
-    if plan.regular:  # from the plan's own first valid tap and cell count
-        assert plan.first_tap is not None
-        assert plan.count_valid is not None
-        start = np.arange(plan.out, dtype=np.int64) * plan.stride - plan.pad_before
-        lo = start + plan.first_tap * plan.dilation
-        hi = lo + (plan.count_valid - 1) * plan.dilation + 1
-        empty = plan.count_valid == 0
+def _needed(plan: AxisPlan, o0: int, o1: int) -> tuple[int, int]:
+    """The input cells windows ``o0:o1`` read together, ``[lo, hi)``.
+
+    Windows inside the input read their whole extent, in closed form; only
+    those at the borders (clipped, or with a tap in padding) are worked out
+    one by one, so a long lazy axis costs its borders, not its length.
+    """
+    if o1 <= o0:
+        return 0, 0
+    found = []
+    for b0, b1, extent in _pieces(plan, o0, o1):
+        if extent:
+            first, last = _start(plan, b0), _start(plan, b1 - 1) + _extent(plan)
+            found.append(
+                (min(max(first, 0), plan.length), min(max(last, 0), plan.length))
+            )
+        else:
+            lo, hi = _cells(plan, b0, b1)
+            found.append((int(lo.min()), int(hi.max())))
+    a = min(first for first, _ in found)
+    return a, max(max(hi for _, hi in found), a)
+
+
+def _extent(plan: AxisPlan) -> int:
+    return plan.dilation * (plan.taps - 1) + 1
+
+
+def _start(plan: AxisPlan, i: int) -> int:
+    """Where regular window ``i`` starts (its first tap, maybe in padding)."""
+    return i * plan.stride - plan.pad_before
+
+
+def _pieces(plan: AxisPlan, o0: int, o1: int) -> list[tuple[int, int, bool]]:
+    """Windows ``o0:o1`` in runs ``(b0, b1, extent)``: with ``extent``, each
+    window of the run reads its extent clipped to the input.
+
+    That is exact where every tap lies inside the input, or the taps are
+    adjacent (no dilation); for a run of more than ``_TABLE_BLOCK`` windows
+    at a border it is a superset of their cells, which a cut may hold (the
+    cells are still read by position). The other runs read their tables.
+    """
+    if o1 <= o0:
+        return []
+    if not plan.regular:
+        return [(o0, o1, False)]
+    if plan.dilation == 1:
+        return [(o0, o1, True)]
+    first = -(-plan.pad_before // plan.stride)  # first window starting at >= 0
+    stop = (plan.length - _extent(plan) + plan.pad_before) // plan.stride + 1
+    j0, j1 = max(o0, first), min(o1, stop)
+    runs = (
+        [(o0, o1, False)]
+        if j1 <= j0
+        else [(o0, j0, False), (j0, j1, True), (j1, o1, False)]
+    )
+    return [
+        (b0, b1, extent or b1 - b0 > _TABLE_BLOCK) for b0, b1, extent in runs if b1 > b0
+    ]
+
+
+def _cells(plan: AxisPlan, o0: int, o1: int) -> tuple[Array, Array]:
+    """Per window of ``o0:o1``, the input cells it reads: ``[lo, hi)``,
+    clipped (from those windows' tables alone: a long lazy axis never
+    builds its own)."""
+    if plan.regular:  # from the windows' first valid tap and cell count
+        first = plan.window_tables("first_tap", o0, o1)
+        count = plan.window_tables("count_valid", o0, o1)
+        start = np.arange(o0, o1, dtype=np.int64) * plan.stride - plan.pad_before
+        lo = start + first * plan.dilation
+        hi = lo + (count - 1) * plan.dilation + 1
+        empty = count == 0
         clipped = np.clip(start, 0, plan.length)
         return np.where(empty, clipped, lo), np.where(empty, clipped, hi)
     assert plan.starts is not None
     assert plan.ends is not None
-    return plan.starts.astype(np.int64), plan.ends.astype(np.int64)
+    return plan.starts[o0:o1], plan.ends[o0:o1]
 
 
-def _blocks(plan: AxisPlan, chunk: int) -> list[int]:
-    """Output block boundaries: about ``chunk`` input cells of windows each."""
+def _blocks(plan: AxisPlan, chunks: tuple[int, ...]) -> list[int]:
+    """Output block boundaries: about one input chunk of windows each, and
+    at most ``_BLOCKS_PER_CHUNK`` blocks a chunk (windows mostly in the
+    padding of a huge kernel would otherwise make a task per few windows)."""
+    chunk = max(chunks) if chunks else 1
     if plan.regular:
         per = max(1, round(chunk / plan.stride))
     else:
         per = max(1, round(chunk * plan.out / max(plan.length, 1)))
+    per = max(per, -(-plan.out // (_BLOCKS_PER_CHUNK * max(len(chunks), 1))))
     return [*range(0, plan.out, per), plan.out] if plan.out else [0, 0]
+
+
+_BLOCKS_PER_CHUNK = 16
 
 
 def check_chunks(x: Any, name: str = "input") -> None:
@@ -105,12 +174,10 @@ def pool_dask(
             axis_blocks.append([(0, plan.out, 0, plan.length, 0, 0)])
             out_chunks.append((plan.out,))
             continue
-        lo, hi = _needed(plan)
-        bounds = _blocks(plan, max(x.chunks[ax]) if x.chunks[ax] else 1)
+        bounds = _blocks(plan, x.chunks[ax])
         blocks = []
         for o0, o1 in itertools.pairwise(bounds):
-            a = int(lo[o0:o1].min()) if o1 > o0 else 0
-            b = max(int(hi[o0:o1].max()), a) if o1 > o0 else 0
+            a, b = _needed(plan, o0, o1)
             held = _covering(in_bounds[ax], a, b)
             blocks.append((o0, o1, a, b, held[0], held[-1]))
         out_chunks.append(tuple(o1 - o0 for o0, o1, *_ in blocks))
@@ -160,12 +227,6 @@ def pool_dask(
     return values, indices
 
 
-def _has_empty(plan: AxisPlan) -> bool:
-    """A regular window with no cell inside the input (dilation)."""
-    counts = plan.count_valid
-    return plan.regular and counts is not None and bool((counts == 0).any())
-
-
 def _per_plane(plan: AxisPlan) -> bool:
     """Windows drawn per (n, c) plane (fractional pooling)."""
     return plan.starts is not None and plan.starts.ndim > 1
@@ -187,8 +248,6 @@ def _plane_slice(plan: AxisPlan, batch: dict[int, tuple[int, int]]) -> AxisPlan:
         plan,
         starts=cut(plan.starts),
         ends=cut(plan.ends),
-        count_valid=cut(plan.count_valid),
-        count_padded=cut(plan.count_padded),
     )
 
 
@@ -261,8 +320,7 @@ def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
             plans.append(_plane_slice(p, first))
             shape[p.axis] = p.length
             continue
-        lo, hi = _needed(p)
-        a, b = (int(lo[0]), int(max(hi[0], lo[0]))) if p.out else (0, 0)
+        a, b = _needed(p, 0, min(p.out, 1))
         plans.append(p.restrict(0, min(p.out, 1), a, b - a))
         shape[p.axis] = b - a
     out_shape = list(shape)
@@ -472,16 +530,33 @@ def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | N
     """
     if _per_plane(plan):  # whole planes (the chunk is the whole axis)
         return 0, plan.out, 0, plan.length
-    lo, hi = _needed(plan)
-    if _has_empty(plan):
-        hits = np.arange(plan.out)
+    if plan.has_empty_window:
+        return 0, plan.out, *_needed(plan, 0, plan.out)
+    # window starts ascend, so the windows whose extent meets [c0, c1) are a
+    # run: only those are looked at (not the whole axis, per chunk), and of
+    # those only the ones at the borders one by one (the others read their
+    # whole extent)
+    if plan.regular:
+        first = max(0, (c0 - _extent(plan) + plan.pad_before) // plan.stride + 1)
+        stop = min(plan.out, -(-(c1 + plan.pad_before) // plan.stride))
     else:
-        hits = np.flatnonzero((lo < c1) & (hi > c0) & (hi > lo))
-    if hits.size == 0:
+        assert plan.starts is not None
+        assert plan.ends is not None
+        first = int(np.searchsorted(plan.ends, c0, side="right"))
+        stop = int(np.searchsorted(plan.starts, c1, side="left"))
+    hits: list[int] = []
+    for b0, b1, extent in _pieces(plan, first, stop):
+        if extent:
+            hits += [b0, b1 - 1]
+            continue
+        lo, hi = _cells(plan, b0, b1)
+        found = np.flatnonzero((lo < c1) & (hi > c0) & (hi > lo))
+        if found.size:
+            hits += [b0 + int(found[0]), b0 + int(found[-1])]
+    if not hits:
         return None
-    o0, o1 = int(hits[0]), int(hits[-1]) + 1
-    a = int(lo[o0:o1].min())
-    return o0, o1, a, max(int(hi[o0:o1].max()), a)
+    o0, o1 = min(hits), max(hits) + 1
+    return o0, o1, *_needed(plan, o0, o1)
 
 
 def _covering(bounds: Array, lo: int, hi: int) -> range:
@@ -524,7 +599,7 @@ def grad_dask(
     # whole planes: windows drawn per plane (as the forward), or a window
     # wholly in padding, whose index may name a cell of any row (grad._routed)
     if any(_per_plane(p) for p in geom.plans) or (
-        route is not None and any(_has_empty(p) for p in geom.plans)
+        route is not None and any(p.has_empty_window for p in geom.plans)
     ):
         x = x.rechunk(dict.fromkeys(pooled, -1))
     batch_chunks = {ax: x.chunks[ax] for ax in range(ndim) if ax not in pooled}
@@ -791,7 +866,8 @@ def _gather_planes(g: Array, idx: Array, axes: tuple[int, ...]) -> Array:
     if plane == 0:  # nothing was unpooled
         return np.zeros(idx.shape, dtype=g.dtype)
     g2 = np.transpose(g, order).reshape(rows, plane)
-    i2 = np.transpose(idx, order).reshape(rows, -1)
+    cells = math.prod(idx.shape[ax] for ax in axes)  # not -1: rows may be 0
+    i2 = np.transpose(idx, order).reshape(rows, cells)
     taken = np.take_along_axis(g2, i2, axis=1)
     shaped = taken.reshape([idx.shape[ax] for ax in order])
     return np.transpose(shaped, np.argsort(order))

@@ -52,6 +52,11 @@ PaddingArg = Any  # int | str | Sequence[int | tuple[int, int]]
 PAD_MODES = ("valid", "same", "same_lower")
 #: a plan keeps its tap spans (``AxisPlan.spans``) up to this many live taps
 _SPANS_KEPT = 4096
+#: a plan keeps its per-window tables (``AxisPlan.first_tap`` etc.) up to
+#: this many windows
+_TABLES_KEPT = 4096
+#: per-window tables are worked out this many windows at a time
+_TABLE_BLOCK = 1 << 16
 
 
 # --------------------------------------------------------------------------
@@ -210,17 +215,103 @@ class AxisPlan:
     #: irregular windows [starts, ends), broadcastable to the output array
     starts: IntArray | None = None
     ends: IntArray | None = None
-    #: (out,) index of the first valid tap of each window (argmax start)
-    first_tap: IntArray | None = None
-    #: (out,) cells of each window inside the input
-    count_valid: IntArray | None = None
-    #: (out,) cells of each window inside the padded input (PyTorch's
-    #: count_include_pad divisor; a ceil_mode overhang does not count)
-    count_padded: IntArray | None = None
     #: index of this plan's cell 0 in the whole input, and the whole input's
     #: length: flat indices are over the whole input (set by ``restrict``)
     origin: int = 0
     whole_length: int | None = None
+    #: the whole input's padding after the axis (set by ``restrict``): the
+    #: ``count_padded`` divisors are the whole input's
+    whole_pad_after: int | None = None
+
+    @property
+    def first_tap(self) -> IntArray:
+        """(out,) index of the first valid tap of each window (argmax start)."""
+        return self._table("first_tap")
+
+    @property
+    def count_valid(self) -> IntArray:
+        """Cells of each window inside the input, laid out like ``starts``
+        for irregular windows, else (out,)."""
+        return self._table("count_valid")
+
+    @property
+    def count_padded(self) -> IntArray:
+        """Cells of each window inside the padded input (PyTorch's
+        count_include_pad divisor; a ceil_mode overhang does not count)."""
+        return self._table("count_padded")
+
+    def _table(self, kind: str) -> IntArray:
+        """A per-window table, worked out when first asked for.
+
+        Kept on the plan only while small: a plan is cached across calls,
+        and the tables of a long axis (24 bytes a window) would outlive its
+        call; max pooling without indices never builds them.
+        """
+        memo: dict[str, IntArray] | None = self.__dict__.get("_tables")
+        if memo is not None and kind in memo:
+            return memo[kind]
+        if self.regular:  # O(out), even where another axis leaves no output
+            name = "kernel_size, stride and padding"
+            check_output_size([self.out], name, itemsize=8)
+        table = _frozen(self.window_tables(kind, 0, self.out))
+        if self.out <= _TABLES_KEPT:
+            self.__dict__.setdefault("_tables", {})[kind] = table  # frozen: memo
+        return table
+
+    def window_tables(self, kind: str, o0: int, o1: int) -> IntArray:
+        """Table ``kind`` (``first_tap``, ``count_valid`` or
+        ``count_padded``) of windows ``o0:o1`` only, in closed form for
+        regular windows: a lazy Dask axis reads its blocks' windows, never
+        the whole axis's."""
+        if not self.regular:
+            starts, ends = self.starts, self.ends
+            assert starts is not None
+            assert ends is not None
+            if kind == "first_tap":
+                return np.zeros(max(o1 - o0, 0), dtype=np.int64)
+            if starts.ndim == 1:  # else per plane (fractional): whole
+                starts, ends = starts[o0:o1], ends[o0:o1]
+            return ends - starts
+        if o1 - o0 > _TABLE_BLOCK:  # in blocks: the table is the peak memory
+            table = np.empty(o1 - o0, dtype=np.int64)
+            for b in range(o0, o1, _TABLE_BLOCK):
+                e = min(b + _TABLE_BLOCK, o1)
+                table[b - o0 : e - o0] = self.window_tables(kind, b, e)
+            return table
+        k, s, d = self.taps, self.stride, self.dilation
+        length = self.index_length
+        # tap j of window i reads i*s - pb + j*d (whole-input positions)
+        start = np.arange(o0, max(o1, o0), dtype=np.int64) * s
+        start += self.origin - self.pad_before
+        first_nonneg = np.maximum(0, -(start // d))  # first j with position >= 0
+        if kind == "first_tap":
+            # a window with no valid tap (possible with dilation) keeps
+            # PyTorch's start: the first tap at a non-negative position
+            return np.minimum(first_nonneg, k - 1)
+        if kind == "count_valid":
+            last_inside = np.minimum(k - 1, (length - 1 - start) // d)
+            return np.maximum(0, last_inside - first_nonneg + 1)  # type: ignore[no-any-return]
+        assert kind == "count_padded"
+        # cells inside the padded input [-pb, length + pa): j >= 0 always
+        pa = self.pad_after if self.whole_pad_after is None else self.whole_pad_after
+        return np.minimum(k, np.maximum(0, (length + pa - 1 - start) // d + 1))
+
+    @functools.cached_property
+    def has_empty_window(self) -> bool:
+        """Some regular window has no cell inside the input (dilation).
+
+        Its taps would have to step over the whole axis, so the dilation must
+        exceed the length: only then are the counts looked at.
+        """
+        if not self.regular or self.dilation <= self.length:
+            return False
+        return any(
+            (
+                self.window_tables("count_valid", b, min(b + _TABLE_BLOCK, self.out))
+                == 0
+            ).any()
+            for b in range(0, self.out, _TABLE_BLOCK)
+        )
 
     @property
     def index_length(self) -> int:
@@ -277,6 +368,8 @@ class AxisPlan:
         # a window reads at most ceil(length / d) real cells: with few
         # windows far apart (a huge kernel, a long stride) most taps between
         # ``first`` and ``last`` belong to none of them
+        name = "kernel_size, stride and padding"
+        check_output_size([self.out], name, itemsize=0, pooled=[self.out])
         starts = np.arange(self.out, dtype=np.int64) * self.stride - self.pad_before
         lo = np.maximum(0, -(starts // d))
         hi = np.minimum(self.taps, (length - 1 - starts) // d + 1)
@@ -379,12 +472,6 @@ class AxisPlan:
         input, so the pieces pool exactly as the whole would.
         """
         out = o1 - o0
-        assert self.first_tap is not None
-        assert self.count_valid is not None
-        assert self.count_padded is not None
-        first_tap = _frozen(np.array(self.first_tap[o0:o1]))
-        count_valid = _frozen(np.array(self.count_valid[o0:o1]))
-        count_padded = _frozen(np.array(self.count_padded[o0:o1]))
         origin, whole = self.origin + a, self.index_length
         if not self.regular:
             assert self.starts is not None
@@ -396,9 +483,6 @@ class AxisPlan:
                 out=out,
                 starts=_frozen(self.starts[o0:o1] - a),
                 ends=_frozen(self.ends[o0:o1] - a),
-                first_tap=first_tap,
-                count_valid=count_valid,
-                count_padded=count_padded,
                 origin=origin,
                 whole_length=whole,
             )
@@ -411,11 +495,11 @@ class AxisPlan:
             out=out,
             pad_before=pb,
             pad_after=hi,
-            first_tap=first_tap,
-            count_valid=count_valid,
-            count_padded=count_padded,
             origin=origin,
             whole_length=whole,
+            whole_pad_after=(
+                self.pad_after if self.whole_pad_after is None else self.whole_pad_after
+            ),
         )
 
 
@@ -450,14 +534,12 @@ class Geometry:
         int64, or float64 where the product could pass int64 (huge kernels
         on several axes; int64 wrapped, a negative divisor)."""
         counts = [p.count_padded if include_pad else p.count_valid for p in self.plans]
-        biggest = math.prod(
-            int(c.max()) if c is not None and c.size else 1 for c in counts
-        )
+        biggest = math.prod(int(c.max()) if c.size else 1 for c in counts)
         dtype = np.int64 if biggest < 2**62 else np.float64
         total: npt.NDArray[Any] = np.ones((1,) * self.ndim, dtype=dtype)
-        for p, c in zip(self.plans, counts, strict=True):
-            assert c is not None
-            total = total * (self.along(p, c) if c.ndim == 1 else c).astype(dtype)
+        for i, (p, c) in enumerate(zip(self.plans, counts, strict=True)):
+            term = (self.along(p, c) if c.ndim == 1 else c).astype(dtype, copy=False)
+            total = term if i == 0 else total * term  # read-only: never in place
         return total
 
     def uniform_count(self, *, include_pad: bool) -> int | None:
@@ -593,19 +675,6 @@ def _regular_axis(
         )
         raise ValueError(msg)
     out = _out_length(length, k, s, d, pb, pa, ceil_mode)
-    # the tables below are O(out): refuse what no memory holds before them
-    check_output_size([out], "kernel_size, stride and padding", pooled=[out])
-    # per window, in closed form (O(out) memory, whatever the kernel size):
-    # tap j of window i reads i*s - pb + j*d
-    start = np.arange(max(out, 0), dtype=np.int64) * s - pb
-    first_nonneg = np.maximum(0, -(start // d))  # first j with a position >= 0
-    last_inside = np.minimum(k - 1, (length - 1 - start) // d)  # last j < length
-    count_valid = np.maximum(0, last_inside - first_nonneg + 1)
-    # cells inside the padded input [-pb, length + pa): j >= 0 always
-    count_padded = np.minimum(k, np.maximum(0, (length + pa - 1 - start) // d + 1))
-    # the first valid tap; a window with none (possible with dilation) keeps
-    # PyTorch's start: the first tap at a non-negative position
-    first = np.minimum(first_nonneg, k - 1)
     return AxisPlan(
         axis=axis,
         length=length,
@@ -616,9 +685,6 @@ def _regular_axis(
         dilation=d,
         pad_before=pb,
         pad_after=pa,
-        first_tap=_frozen(first),
-        count_valid=_frozen(count_valid),
-        count_padded=_frozen(count_padded),
     )
 
 
@@ -683,9 +749,6 @@ def _irregular_axis(
         regular=False,
         starts=_frozen(starts),
         ends=_frozen(ends),
-        first_tap=_frozen(np.zeros(out, dtype=np.int64)),
-        count_valid=_frozen(widths),
-        count_padded=widths,
     )
 
 

@@ -50,6 +50,7 @@ from .pooling import (
     as_array,
     check_bool,
     check_choice,
+    check_unmasked,
     pool_windows,
     spatial_axes,
 )
@@ -670,6 +671,7 @@ def _fractional(
     else:
         # Dask samples of Dask input stay lazy: the windows are drawn per
         # block of whole planes when it is computed (``_dask.fractional_dask``)
+        check_unmasked(random_samples, f"{name}: _random_samples")
         lazy = is_dask(arr) and is_dask(random_samples)
         samples = random_samples if lazy else to_host(random_samples)
         if lazy:
@@ -788,6 +790,7 @@ def _max_unpool(
 ) -> Array:
     name = f"max_unpool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
+    check_unmasked(indices, f"{name}: indices")
     keep = namespace(arr) is not None or (is_dask(arr) and is_dask(indices))
     idx: Any = indices if keep else np.asarray(indices)
     if host_dtype(idx) != np.int64:

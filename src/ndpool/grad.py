@@ -44,6 +44,7 @@ from ._xp import host_dtype, namespace, pairs_xp, route_xp, sum_adjoint_xp
 from .pooling import (
     as_array,
     check_norm_type,
+    check_unmasked,
     global_avg_pool,
     global_lp_pool,
     global_max_pool,
@@ -442,6 +443,7 @@ def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
     xp = _ns(x)
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
+        check_unmasked(grad_out, "pullback: grad_out")
         g: Any = np.asarray(grad_out) if xp is np else grad_out
         kind = host_dtype(g).kind if xp is not np else g.dtype.kind
         _check_grad_out(g, kind, out_shape)
@@ -495,9 +497,7 @@ def _routed(x: Array, idx: Array, geom: Geometry, omit: bool) -> GradFn:
 
     # a window wholly in padding (dilation) carries PyTorch's out-of-plane
     # index; its gradient belongs to the padding, so it is dropped
-    empty = any(
-        p.count_valid is not None and (p.count_valid == 0).any() for p in geom.plans
-    )
+    empty = any(p.has_empty_window for p in geom.plans)
 
     def scatter(g_rows: Array, out: Array, lo: int, hi: int) -> None:
         ib = it[lo:hi]
@@ -543,6 +543,12 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     xp = _ns(x)
     acc_np = np.promote_types(host_dtype(x), np.float32)
     acc = acc_np if xp is np else getattr(xp, acc_np.name)
+    if math.prod(geom.out_shape) == 0:  # no window: no divisor to work out
+
+        def nothing(g: Array) -> Array:
+            return xp.zeros(x.shape, dtype=acc)  # type: ignore[no-any-return]
+
+        return nothing
     nan_mask = xp.isnan(x) if red.nan_omit else None
     empty: Any = None
     nan_count: Any = None

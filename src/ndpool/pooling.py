@@ -50,6 +50,7 @@ def as_array(x: object, name: str = "input") -> Array:
     A Dask array stays lazy: the core pools it chunk by chunk; any other
     Array-API array (torch, CuPy, JAX, ...) is pooled with its own library.
     """
+    check_unmasked(x, name, data=True)
     if is_dask(x):
         from ._dask import check_chunks
 
@@ -63,18 +64,44 @@ def as_array(x: object, name: str = "input") -> Array:
     if xp is not None:  # any Array-API array stays what it is
         np_dtype(xp, x.dtype)  # type: ignore[attr-defined]
         return x  # type: ignore[return-value]
-    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():
-        msg = (
-            f"{name} is a masked array; ndpool would ignore its mask. Pool "
-            "x.filled(np.nan) with nan_policy='omit' to skip the masked cells, "
-            "or np.asarray(x) to pool every value"
-        )
-        raise TypeError(msg)
     arr = np.ma.getdata(x) if isinstance(x, np.ma.MaskedArray) else np.asarray(x)
     check_dtype(arr.dtype, name)
     if not arr.dtype.isnative:  # big-endian data (FITS, network order)
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
+
+
+def check_unmasked(x: object, name: str, *, data: bool = False) -> None:
+    """Refuse a mask ndpool would ignore (TypeError).
+
+    A NumPy masked array with masked cells, or a Dask array of masked
+    chunks, whose masks cannot be looked at without computing them. The
+    ``data`` to pool is told how to skip its masked cells; an argument
+    (indices, a gradient, random samples) has no cell to skip.
+    """
+    lazy = is_dask(x) and isinstance(getattr(x, "_meta", None), np.ma.MaskedArray)
+    if not lazy and not (
+        isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any()
+    ):
+        return
+    what = "a Dask array of masked arrays" if lazy else "a masked array"
+    if not data:
+        msg = (
+            f"{name} is {what}; ndpool would use the values under the mask. "
+            "Give a plain array (np.ma.filled, or np.ma.getdata to use them)"
+        )
+        raise TypeError(msg)
+    fill, data = (
+        ("x.map_blocks(np.ma.filled, np.nan)", "x.map_blocks(np.ma.getdata)")
+        if lazy
+        else ("x.filled(np.nan)", "np.asarray(x)")
+    )
+    msg = (
+        f"{name} is {what}; ndpool would ignore the mask. Pool {fill} with "
+        f"nan_policy='omit' to skip the masked cells, or {data} to pool every "
+        "value"
+    )
+    raise TypeError(msg)
 
 
 def check_out_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
