@@ -657,3 +657,38 @@ def test_errors() -> None:
         pullback(np.ones((1, 2, 3, 3)))
     with pytest.raises(ValueError, match="padding"):
         ndpool.vjp(F.avg_pool2d, x, 2, 2, 3)  # the forward's own check
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "args"),
+    [
+        ("lp_pool2d", (2, 1, 8, 8), (1.5, [4, 1], [1, 3])),
+        ("adaptive_avg_pool3d", (1, 2, 2, 1, 9), ([9, 10, 5],)),
+        ("avg_pool2d", (2, 3, 9, 9), (3, 1, 1)),
+    ],
+)
+def test_float16_gradients_are_closer_to_float64_than_torch(
+    name: str, shape: tuple[int, ...], args: tuple[Any, ...]
+) -> None:
+    """float16 gradients are summed in float32 and rounded once; PyTorch's
+    half-precision backward rounds each step (docs/differences.md). Both are
+    measured against the float64 gradient, relative to its largest cell."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    if name.startswith("lp"):
+        x = np.abs(x)
+    x16 = x.astype(np.float16)
+    out, pullback = ndpool.vjp(getattr(F, name), x16, *args)
+    g = rng.standard_normal(out.shape).astype(np.float16)
+    mine = pullback(g).astype(np.float64)
+    tfn = getattr(torch.nn.functional, name)
+
+    def torch_grad(dtype: Any) -> np.ndarray:
+        xt = torch.tensor(x16.astype(dtype), requires_grad=True)
+        torch.autograd.backward(tfn(xt, *args), torch.tensor(g.astype(dtype)))
+        return xt.grad.numpy().astype(np.float64)  # type: ignore[no-any-return]
+
+    truth, theirs = torch_grad(np.float64), torch_grad(np.float16)
+    scale = np.abs(truth).max()
+    assert np.abs(mine - truth).max() / scale <= 1e-3
+    assert np.abs(mine - truth).max() <= np.abs(theirs - truth).max()

@@ -91,14 +91,14 @@ def check_unmasked(x: object, name: str, *, data: bool = False) -> None:
             "Give a plain array (np.ma.filled, or np.ma.getdata to use them)"
         )
         raise TypeError(msg)
-    fill, data = (
+    fill, every = (
         ("x.map_blocks(np.ma.filled, np.nan)", "x.map_blocks(np.ma.getdata)")
         if lazy
         else ("x.filled(np.nan)", "np.asarray(x)")
     )
     msg = (
         f"{name} is {what}; ndpool would ignore the mask. Pool {fill} with "
-        f"nan_policy='omit' to skip the masked cells, or {data} to pool every "
+        f"nan_policy='omit' to skip the masked cells, or {every} to pool every "
         "value"
     )
     raise TypeError(msg)
@@ -344,7 +344,10 @@ def pool(
         Spacing between window cells.
     ceil_mode : bool
         Round the output length up (PyTorch's rule: the last window must
-        start inside the input or the left padding).
+        start inside the input or the left padding). Int and pair padding
+        only: a string padding fixes the output length itself (as ONNX's
+        ``auto_pad``), so ``padding="valid", ceil_mode=True`` rounds down;
+        ``padding=0`` rounds up.
     count_include_pad : bool
         Whether padded cells count in the divisor of ``op="avg"``.
     divisor_override : int, optional
