@@ -391,6 +391,32 @@ def test_adaptive_pool(
     assert_close(av(x, output_size), tav(t(x), output_size))
 
 
+@pytest.mark.parametrize(
+    ("sizes", "output_size"),
+    [((100,), 3), ((1000,), 7), ((97, 5), (2, 5)), ((64, 90), (3, 1))],
+)
+def test_adaptive_few_windows_of_many_cells(
+    sizes: tuple[int, ...], output_size: Any
+) -> None:
+    """Windows many times wider than the output (folded window by window,
+    and spread back so): values, indices and gradients equal PyTorch's."""
+    nd = len(sizes)
+    x = normal(shape_of(nd, sizes, True))
+    for name in ("adaptive_max_pool", "adaptive_avg_pool"):
+        fn, tfn = getattr(F, f"{name}{nd}d"), getattr(TF, f"{name}{nd}d")
+        if name.endswith("max_pool"):
+            out, idx = fn(x, output_size, True)
+            want, want_idx = tfn(t(x), output_size, True)
+            assert_exact(out, want)
+            assert_exact(idx, want_idx)
+        out, pullback = ndpool.vjp(fn, x, output_size)
+        xt = t(x).requires_grad_(True)
+        g = normal(out.shape)
+        tfn(xt, output_size).backward(t(g))
+        assert_close(out, tfn(t(x), output_size))
+        assert_close(pullback(g), xt.grad)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_adaptive_float_dtypes(dtype: Any, nd: int) -> None:

@@ -318,7 +318,9 @@ def test_unpool_roundtrip_matches_torch(
 
 
 @st.composite
-def generic_case(draw: st.DrawFn) -> dict[str, Any]:
+def generic_case(draw: st.DrawFn, big: bool = False) -> dict[str, Any]:
+    """A random ``pool`` call; ``big``: kernels of 9 to 40 taps with few
+    windows, which the core folds window by window."""
     ndim = draw(st.integers(1, 4))
     n = draw(st.integers(1, min(ndim, 3)))
     axes = draw(st.permutations(range(ndim)))[:n]
@@ -330,9 +332,9 @@ def generic_case(draw: st.DrawFn) -> dict[str, Any]:
     shape = [draw(st.integers(1, 3)) for _ in range(ndim)]
     ks, ss, ds, pads = [], [], [], []
     for a in axes:
-        k = draw(st.integers(1, 3))
+        k = draw(st.integers(9, 40) if big else st.integers(1, 3))
         d = draw(st.integers(1, 2))
-        s = draw(st.integers(1, 3))
+        s = draw(st.integers(k // 2, 2 * k) if big else st.integers(1, 3))
         span = d * (k - 1) + 1
         if pad_mode == "int":
             p = draw(st.integers(0, k // 2))
@@ -342,7 +344,7 @@ def generic_case(draw: st.DrawFn) -> dict[str, Any]:
         else:
             pair = (0, 0)
         low = max(1, span - pair[0] - pair[1])
-        shape[a] = draw(st.integers(low, low + 3))
+        shape[a] = draw(st.integers(low, low + (2 * s if big else 3)))
         ks.append(k)
         ss.append(s)
         ds.append(d)
@@ -385,6 +387,40 @@ def generic_case(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=6 * EXAMPLES)
 @given(case=generic_case())
 def test_generic_pool_matches_reference(case: dict[str, Any]) -> None:
+    _check_generic(case)
+
+
+@settings(max_examples=2 * EXAMPLES)
+@given(case=generic_case(big=True))
+def test_few_windows_of_many_taps_match_reference(case: dict[str, Any]) -> None:
+    """Kernels many times longer than the output: folded window by window
+    (``_core.window_major``), the gradient spread back the same way."""
+    _check_generic(case)
+    x = case["x"]
+    if case["op"] in ("max", "min") or x.dtype.kind != "f":
+        return
+    kwargs = {
+        "axes": case["axes"],
+        "stride": case["stride"],
+        "dilation": case["dilation"],
+        "ceil_mode": case["ceil"],
+        "op": case["op"],
+        "count_include_pad": case["include"],
+        "divisor_override": case["divisor"],
+        "norm_type": case["norm"],
+        "nan_policy": case["nan_policy"],
+        "padding": case["padding"],
+    }
+    out, pullback = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
+    g = np.random.default_rng(0).standard_normal(out.shape).astype(x.dtype)
+    with pytest.MonkeyPatch.context() as patch:  # the tap loops as the oracle
+        patch.setattr(ndpool._core, "WINDOW_MAJOR", 10**9)
+        _, taps = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
+        want = taps(g)
+    close(pullback(g), want, x.dtype)
+
+
+def _check_generic(case: dict[str, Any]) -> None:
     x, axes = case["x"], case["axes"]
     padding = case["padding"]
     pads = case["pads"]

@@ -296,6 +296,24 @@ class AxisPlan:
         pa = self.pad_after if self.whole_pad_after is None else self.whole_pad_after
         return np.minimum(k, np.maximum(0, (length + pa - 1 - start) // d + 1))
 
+    def window_slices(self) -> list[slice | None]:
+        """Each window's cells in the unpadded axis (None: it has none), for
+        folding window by window; windows shared by every plane only."""
+        if not self.regular:
+            assert self.starts is not None
+            assert self.ends is not None
+            assert self.starts.ndim == 1, "per-plane windows have no slices"
+            pairs = zip(self.starts.tolist(), self.ends.tolist(), strict=True)
+            return [slice(a, b) for a, b in pairs]
+        s, d, pb = self.stride, self.dilation, self.pad_before
+        found: list[slice | None] = []
+        for i, (f, c) in enumerate(
+            zip(self.first_tap.tolist(), self.count_valid.tolist(), strict=True)
+        ):
+            lo = i * s - pb + f * d
+            found.append(slice(lo, lo + (c - 1) * d + 1, d) if c else None)
+        return found
+
     @functools.cached_property
     def has_empty_window(self) -> bool:
         """Some regular window has no cell inside the input (dilation).

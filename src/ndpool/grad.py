@@ -36,7 +36,14 @@ import numpy as np
 import numpy.typing as npt
 
 from . import functional as F
-from ._core import BLOCK_BYTES, Reduction, is_dask, pool_core, recording
+from ._core import (
+    BLOCK_BYTES,
+    Reduction,
+    is_dask,
+    pool_core,
+    recording,
+    window_major,
+)
 from ._geometry import AxisPlan, Geometry
 from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
@@ -777,9 +784,17 @@ def _unsum_pass(src: Array, plan: AxisPlan, geom: Geometry) -> Array:
     if plan.full_axis:
         return np.broadcast_to(src, shape)
     out = np.zeros(shape, dtype=src.dtype)
-    if plan.regular:
+    if window_major(plan):  # few windows of many taps, as the forward
         cells: list[Any] = [slice(None)] * src.ndim
-        windows: list[Any] = [slice(None)] * src.ndim
+        window = list(cells)
+        for i, span in enumerate(plan.window_slices()):
+            if span is not None:
+                cells[a], window[a] = span, slice(i, i + 1)
+                out[tuple(cells)] += src[tuple(window)]
+        return out
+    if plan.regular:
+        cells = [slice(None)] * src.ndim
+        windows = list(cells)
         for tap in plan.spans():
             cells[a], windows[a] = tap.cells, tap.windows
             out[tuple(cells)] += src[tuple(windows)]
