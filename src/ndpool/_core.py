@@ -370,11 +370,71 @@ def _track(
     # without NaN the rule is just "strictly better"; with propagate a NaN
     # anywhere in a window makes its value NaN, and the block is redone
     values = np.empty(geom.out_shape, dtype=x.dtype) if into is None else into
+    if _windows_first(geom):
+        rank = _track_windows(x, geom, op, omit, fill, values)
+        return values, _flat_indices(rank, geom, flat_into)
     rule = "omit" if omit else "none"
     rank = _track_loop(x, geom, fold, better, fill, rule, values)
     if not omit and x.dtype.kind == "f" and np.isnan(values).any():
         rank = _track_loop(x, geom, fold, better, fill, "propagate", values)
     return values, _flat_indices(rank, geom, flat_into)
+
+
+def _windows_first(geom: Geometry) -> bool:
+    """Whole windows outnumbered by their taps (``window_major`` over the
+    Cartesian product of the axes): track window by window."""
+    if not geom.plans or any(
+        p.starts is not None and p.starts.ndim != 1 for p in geom.plans
+    ):
+        return False
+    windows = math.prod(p.out for p in geom.plans)
+    taps = math.prod(len(p.live_taps) for p in geom.plans)
+    return windows * WINDOW_MAJOR < taps
+
+
+def _track_windows(
+    x: Array, geom: Geometry, op: str, omit: bool, fill: Any, values: Array
+) -> Array:
+    """``_track`` window by window: one arg-reduce over each window's cells
+    (a box, row-major in tap order), with the tap loop's rules: the first
+    best value; with NaN, the last NaN (propagate) or the first best real
+    value (omit; all NaN: the first cell). Returns the winners' ranks."""
+    n = len(geom.plans)
+    last = tuple(range(x.ndim - n, x.ndim))
+    cells = np.moveaxis(x, geom.axes, last)  # batch axes, then pooled
+    vals = np.moveaxis(values, geom.axes, last)
+    taps = [p.taps for p in geom.plans]
+    rank = np.empty(geom.out_shape, dtype=_code_dtype(math.prod(taps)))
+    ranks = np.moveaxis(rank, geom.axes, last)
+    weights = _weights(taps)
+    firsts = [p.first_tap.tolist() for p in geom.plans]
+    spans = [p.window_slices() for p in geom.plans]
+    arg = np.argmax if op == "max" else np.argmin
+    fold, _ = _folds(op, omit)
+    for window in itertools.product(*(range(p.out) for p in geom.plans)):
+        at: tuple[Any, ...] = (Ellipsis, *window)
+        start = sum(f[i] * w for f, i, w in zip(firsts, window, weights, strict=True))
+        box = [s[i] for s, i in zip(spans, window, strict=True)]
+        if any(b is None for b in box):  # no cell: PyTorch's start, the fill
+            vals[at], ranks[at] = fill, start
+            continue
+        inside: tuple[Any, ...] = (Ellipsis, *box)
+        part = cells[inside]
+        flat = part.reshape(*part.shape[: x.ndim - n], -1)
+        if x.dtype.kind != "f":
+            pos = arg(flat, axis=-1)
+        elif omit:  # the first cell equal to the best real value (none: 0)
+            best = fold.reduce(flat, axis=-1, keepdims=True)
+            pos = np.argmax(flat == best, axis=-1)
+        else:
+            nan = np.isnan(flat)
+            last_nan = flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+            pos = np.where(nan.any(axis=-1), last_nan, arg(flat, axis=-1))
+        vals[at] = np.take_along_axis(flat, pos[..., None], axis=-1)[..., 0]
+        # the winner's box coordinates are its taps past the first valid one
+        coords = np.unravel_index(pos, part.shape[x.ndim - n :])
+        ranks[at] = start + sum(c * w for c, w in zip(coords, weights, strict=True))
+    return rank
 
 
 def _track_loop(
