@@ -406,7 +406,19 @@ def test_few_windows_of_many_taps_match_reference(case: dict[str, Any]) -> None:
     x = case["x"]
     if case["op"] in ("max", "min") or x.dtype.kind != "f":
         return
-    kwargs = {
+    kwargs = {**_pool_kwargs(case), "padding": case["padding"]}
+    out, pullback = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
+    g = np.random.default_rng(0).standard_normal(out.shape).astype(x.dtype)
+    with pytest.MonkeyPatch.context() as patch:  # the tap loops as the oracle
+        patch.setattr(ndpool._core, "WINDOW_MAJOR", 10**9)
+        _, taps = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
+        want = taps(g)
+    close(pullback(g), want, x.dtype)
+
+
+def _pool_kwargs(case: dict[str, Any]) -> dict[str, Any]:
+    """``ndpool.pool``'s keywords for a ``generic_case`` (but the padding)."""
+    return {
         "axes": case["axes"],
         "stride": case["stride"],
         "dilation": case["dilation"],
@@ -416,15 +428,7 @@ def test_few_windows_of_many_taps_match_reference(case: dict[str, Any]) -> None:
         "divisor_override": case["divisor"],
         "norm_type": case["norm"],
         "nan_policy": case["nan_policy"],
-        "padding": case["padding"],
     }
-    out, pullback = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
-    g = np.random.default_rng(0).standard_normal(out.shape).astype(x.dtype)
-    with pytest.MonkeyPatch.context() as patch:  # the tap loops as the oracle
-        patch.setattr(ndpool._core, "WINDOW_MAJOR", 10**9)
-        _, taps = ndpool.vjp(ndpool.pool, x, case["kernel"], **kwargs)
-        want = taps(g)
-    close(pullback(g), want, x.dtype)
 
 
 def _check_generic(case: dict[str, Any]) -> None:
@@ -441,17 +445,7 @@ def _check_generic(case: dict[str, Any]) -> None:
                 )
             ]
         include, ceil = False, False  # "same": padded cells never count
-    kwargs = {
-        "axes": axes,
-        "stride": case["stride"],
-        "dilation": case["dilation"],
-        "ceil_mode": case["ceil"],
-        "op": case["op"],
-        "count_include_pad": case["include"],
-        "divisor_override": case["divisor"],
-        "norm_type": case["norm"],
-        "nan_policy": case["nan_policy"],
-    }
+    kwargs = _pool_kwargs(case)
     if case["op"] == "sum" and x.dtype.kind == "f":  # math.fsum: no inf - inf
         x = np.where(x == -np.inf, np.nan, x).astype(x.dtype)
     tracked = case["op"] in ("max", "min")
