@@ -494,27 +494,36 @@ def _window_taps(
     """
     plans = geom.plans
     phases = _phases(src, plans[-1]) if plans else None
+    views: list[Array | None] = [src] if phases is None else phases
+    return _walk(plans, phases is not None, 0, views, [slice(None)] * src.ndim, 0)
 
-    def walk(
-        k: int, views: list[Array | None], region: list[slice], rank: int
-    ) -> Iterator[tuple[int, Array, tuple[slice, ...]]]:
-        if k == len(plans):
-            cells = views[0]
-            assert cells is not None
-            yield rank, cells, tuple(region)
-            return
-        p = plans[k]
-        inner = phases is not None and k == len(plans) - 1
-        for tap in p.spans():
-            if inner:
-                subviews: list[Array | None] = [_phase_tap(views, p, tap)]
-            else:
-                subviews = [None if v is None else _axis_tap(v, p, tap) for v in views]
-            sub = list(region)
-            sub[p.axis] = tap.windows
-            yield from walk(k + 1, subviews, sub, rank * p.taps + tap.j)
 
-    return walk(0, [src] if phases is None else phases, [slice(None)] * src.ndim, 0)
+def _walk(
+    plans: tuple[AxisPlan, ...],
+    phased: bool,
+    k: int,
+    views: list[Array | None],
+    region: list[slice],
+    rank: int,
+) -> Iterator[tuple[int, Array, tuple[slice, ...]]]:
+    """``_window_taps`` from pooled axis ``k`` in. A module function, not a
+    closure calling itself: that is a reference cycle, which kept the
+    (maybe float64) copies it reads alive until the cyclic GC ran."""
+    if k == len(plans):
+        cells = views[0]
+        assert cells is not None
+        yield rank, cells, tuple(region)
+        return
+    p = plans[k]
+    inner = phased and k == len(plans) - 1
+    for tap in p.spans():
+        if inner:
+            subviews: list[Array | None] = [_phase_tap(views, p, tap)]
+        else:
+            subviews = [None if v is None else _axis_tap(v, p, tap) for v in views]
+        sub = list(region)
+        sub[p.axis] = tap.windows
+        yield from _walk(plans, phased, k + 1, subviews, sub, rank * p.taps + tap.j)
 
 
 def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:

@@ -7,9 +7,16 @@ line turns it into exit code 2. Warnings from Pillow, NumPy or matplotlib
 become one-line notes.
 
 Images are decoded channels-last, ``(H, W)`` or ``(H, W, C)``, and pooled
-over axes ``(0, 1)`` with one :func:`ndpool.pool` call. The result keeps the
+over axes ``(0, 1)`` as one :func:`ndpool.pool` call would (a large image a
+band of rows at a time, bit for bit the same). The result keeps the
 input's mode and bit depth: max and min keep the pixel values, average and
 Lp are rounded to nearest (ties to even) and clipped to the bit depth.
+
+Memory: the peak is about twice the decoded image (Pillow's copy and the
+pixels array, while the one is copied to the other), whatever the image
+size: pixels are copied out of Pillow, pooled and reduced for the figure
+a band of about ``_BAND_BYTES`` at a time, and dropped before the output
+is encoded.
 
 >>> import numpy as np
 >>> img = np.array([[0, 255], [1, 2]], dtype=np.uint8)
@@ -108,6 +115,12 @@ _FIGURE_EXCLUDED = frozenset({"pgf"})
 #: bytes: the random suffix must fit in the file system's 255.
 _TEMP_BASE_BYTES = 200
 _ORIENTATION = 0x0112  # the EXIF / TIFF orientation tag
+#: Bytes of work done at a time on a large image: the strips copied out of
+#: Pillow, the rows pooled together (counting the float64 copies in which
+#: average and Lp accumulate integers; see :func:`pool_pixels`), the rows
+#: a figure panel is reduced from. Peak memory stays a few times the
+#: decoded image, whatever its size.
+_BAND_BYTES = 1 << 23
 
 
 class ImageCLIError(Exception):
@@ -389,11 +402,10 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     by_pillow = orientation is None and tiff_orientation is not None
     if by_pillow:
         orientation = tiff_orientation
+    turn = 1  # the EXIF orientation still to apply (Pillow applied a TIFF's)
     if orientation in range(2, 9):
         if not by_pillow:
-            from PIL import ImageOps
-
-            im = ImageOps.exif_transpose(im)
+            turn = int(cast(int, orientation))
         kind = "TIFF" if by_pillow else "EXIF"
         notes.append(f"applied the {kind} orientation ({orientation}) of {path}")
     elif orientation not in (None, 1):
@@ -403,8 +415,9 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
         "transparency" in im.info or (im.palette and im.palette.mode == "RGBA")
     ):
         mode = "PA"
+    convert = None
     if mode in _CONVERT_WHY:  # pooling palette indices would be meaningless
-        im = im.convert(_CONVERT[mode])
+        convert = _CONVERT[mode]
         notes.append(
             f"{path} {_CONVERT_WHY[mode]}: pooled and written as {_CONVERT[mode]}"
         )
@@ -426,13 +439,63 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
             f"pool; supported: {', '.join([*_MODES, *_CONVERT])}"
         )
         raise ImageCLIError(msg)
-    pixels = np.asarray(im)
-    if target == "I;16":
-        pixels = pixels.astype(np.uint16)  # native byte order, 0..65535
-    else:
-        pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=True)
+    # native byte order; I;16 as 0..65535 whichever way Pillow decoded it
+    dtype = np.dtype(np.uint16) if target == "I;16" else None
+    pixels = _pixels_of(im, turn, convert, dtype)
     info = {"icc_profile": im.info["icc_profile"]} if "icc_profile" in im.info else {}
     return Picture(pixels, target, Path(path).name, tuple(notes), info)
+
+
+#: EXIF orientation -> (what ``ImageOps.exif_transpose`` does, as a NumPy
+#: view of channels-last pixels; whether it swaps height and width).
+_TURNS: dict[int, tuple[Callable[[Pixels], Pixels], bool]] = {
+    1: (lambda a: a, False),
+    2: (lambda a: a[:, ::-1], False),  # FLIP_LEFT_RIGHT
+    3: (lambda a: a[::-1, ::-1], False),  # ROTATE_180
+    4: (lambda a: a[::-1], False),  # FLIP_TOP_BOTTOM
+    5: (lambda a: a.swapaxes(0, 1), True),  # TRANSPOSE
+    6: (lambda a: np.rot90(a, -1), True),  # ROTATE_270
+    7: (lambda a: a[::-1, ::-1].swapaxes(0, 1), True),  # TRANSVERSE
+    8: (lambda a: np.rot90(a), True),  # ROTATE_90
+}
+
+
+def _pixels_of(
+    im: PILImage.Image, turn: int, convert: str | None, dtype: np.dtype[Any] | None
+) -> Pixels:
+    """Copy the pixels of ``im`` into a new channels-last array.
+
+    ``im`` is copied a strip of about ``_BAND_BYTES`` at a time, each
+    strip converted to mode ``convert`` (if given) and turned to EXIF
+    orientation ``turn``: the pixels are never held twice, beside Pillow's
+    own copy, as ``np.asarray(im)`` (a ``bytes`` copy), a whole-image
+    ``convert`` or ``ImageOps.exif_transpose`` would. Every step maps
+    pixels to pixels, so the result is what those give, in ``dtype``
+    (default: the one NumPy reads, in native byte order).
+    """
+    transform, swapped = _TURNS[turn]
+    width, height = im.size
+    rows = width if swapped else height  # of the result
+    backwards = turn in (3, 4, 7, 8)  # result rows run back over the source
+
+    def strip(top: int, bottom: int) -> Pixels:
+        """Result rows ``top:bottom``: a strip of source rows (or columns)."""
+        lo, hi = (rows - bottom, rows - top) if backwards else (top, bottom)
+        part = im.crop((lo, 0, hi, height) if swapped else (0, lo, width, hi))
+        if convert is not None:
+            part = part.convert(convert)
+        return transform(np.asarray(part))
+
+    if width == 0 or height == 0:
+        whole = strip(0, rows)
+        return whole.astype(dtype or whole.dtype.newbyteorder("="))
+    first = strip(0, 1)
+    out = np.empty((rows, *first.shape[1:]), dtype or first.dtype.newbyteorder("="))
+    step = max(1, _BAND_BYTES // max(1, first.nbytes))
+    for top in range(0, rows, step):
+        bottom = min(rows, top + step)
+        out[top:bottom] = strip(top, bottom)
+    return out
 
 
 # ----------------------------------------------------------------- pooling
@@ -472,6 +535,17 @@ def pool_pixels(
         never wrapped. A bilevel (bool) average is set where more than
         half the window is set.
 
+    Notes
+    -----
+    The result is ``ndpool.pool(pixels, kernel, op=op, axes=(0, 1), ...,
+    dtype=pixels.dtype)``, bit for bit, but a large image is pooled a band
+    of rows at a time (:func:`_pool_in_bands`). In one call, the average
+    and Lp of 8-bit pixels hold float64 copies of them (column sums 4
+    times the image for a 2x2 average; ``|x|`` and ``|x| ** p``, 8 times
+    it each, for Lp): about 8 and 25 times the image at the peak. In
+    bands, the extra memory is a few times ``_BAND_BYTES`` (8 MiB). A
+    float image with NaN is pooled in one call (see :func:`_has_nan`).
+
     Examples
     --------
     >>> import numpy as np
@@ -479,20 +553,133 @@ def pool_pixels(
     >>> pool_pixels(rgb, "lp", (2, 2))  # 2-norm 500 is clipped to 255
     array([[[255,   0,  18]]], dtype=uint8)
     """
-    arr = pixels.astype(np.uint8) if pixels.dtype == np.bool_ else pixels
-    out = pool(
-        arr,
-        kernel,
-        op=cast(Literal["max", "min", "avg", "lp"], op),  # checked by pool
-        axes=(0, 1),
-        stride=stride,
-        padding=padding,
-        ceil_mode=ceil_mode,
-        norm_type=norm_type if op == "lp" else None,
-        dtype=arr.dtype,
+
+    def pooled(part: Pixels) -> Pixels:
+        arr = part.astype(np.uint8) if part.dtype == np.bool_ else part
+        out = pool(
+            arr,
+            kernel,
+            op=cast(Literal["max", "min", "avg", "lp"], op),  # checked by pool
+            axes=(0, 1),
+            stride=stride,
+            padding=padding,
+            ceil_mode=ceil_mode,
+            norm_type=norm_type if op == "lp" else None,
+            dtype=arr.dtype,
+        )
+        result: Pixels = out.astype(np.bool_) if part.dtype == np.bool_ else out
+        return result
+
+    # average and Lp of integers work on float64 copies of the cells
+    work = pixels.dtype.itemsize if pixels.dtype.kind == "f" else 8
+    expansion = max(1, work // pixels.dtype.itemsize) if op in ("avg", "lp") else 1
+    height = pixels.shape[0]
+    if height < 2 or pixels.nbytes * expansion <= 2 * _BAND_BYTES or _has_nan(pixels):
+        return pooled(pixels)
+    rows = max(1, _BAND_BYTES // max(1, pixels.nbytes // height * expansion))
+    return _pool_in_bands(
+        pixels, pooled, kernel, stride or kernel, padding, ceil_mode, rows
     )
-    result: Pixels = out.astype(np.bool_) if pixels.dtype == np.bool_ else out
-    return result
+
+
+def _has_nan(pixels: Pixels) -> bool:
+    """Whether float ``pixels`` hold a NaN (looked for a band at a time).
+
+    Which of two NaNs a sum or max passes on, and so the sign and payload
+    of the NaN it gives, depends on where NumPy's loops meet the cells; a
+    float image with NaN is pooled in one call, bit for bit as before.
+    """
+    if pixels.dtype.kind != "f":
+        return False
+    spans = _row_spans(pixels, _BAND_BYTES)
+    return any(np.isnan(pixels[top:bottom]).any() for top, bottom in spans)
+
+
+def _output_length(length: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """The output length ndpool gives one axis, from a 1-D pool of zeros."""
+    probe = pool(
+        np.zeros((length, 1), dtype=np.uint8),
+        (k, 1),
+        axes=(0, 1),
+        stride=(s, 1),
+        padding=(p, 0),
+        ceil_mode=ceil_mode,
+    )
+    return int(probe.shape[0])
+
+
+def _aligned(minimum: int, residue: int, step: int) -> int:
+    """The smallest ``n >= minimum`` with ``n % step == residue % step``."""
+    return minimum + (residue - minimum) % step
+
+
+def _pool_in_bands(
+    pixels: Pixels,
+    pooled: Callable[[Pixels], Pixels],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    ceil_mode: bool,
+    rows: int,
+) -> Pixels:
+    """``pooled(pixels)``, a band of about ``rows`` input rows at a time.
+
+    Each band is pooled on its own, in a copy of the rows its windows read
+    between rows of ones (at least a kernel high): the band's first window
+    (over the ones) starts in the top padding as the image's first window
+    does, and its last one ends past the band as the image's last window
+    ends past the image (the copy is as long as the image, modulo the
+    stride). So every window has the same cells as in the image, and every
+    tap the same windows: ndpool's sums (and max, min) take the same
+    numbers in the same order, bit for bit, whatever the dtype. A band cut
+    out plainly would start its sums with taps that the image's first
+    windows lack, and round floats differently. A band has at least as
+    many windows as the kernel has rows, so ndpool folds it tap by tap, as
+    it folds the image (both would otherwise be pooled in one call). The
+    windows over the ones are dropped; the first and last bands are the
+    image's own top and bottom rows. Degenerate shapes are pooled in one
+    call.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    height, width = pixels.shape[:2]
+    try:  # the real call reports bad arguments in its own words
+        out_rows = _output_length(height, kh, sh, ph, ceil_mode)
+        out_cols = _output_length(width, kw, sw, pw, ceil_mode)
+    except (ValueError, TypeError, OverflowError):
+        return pooled(pixels)
+    # output rows a band: at least as many as the kernel has rows, so that
+    # ndpool folds the band as it folds the image, tap by tap (it folds
+    # an axis window by window where its taps outnumber its windows);
+    # then a band past the first starts at or below row 0 (ph <= kh / 2)
+    per = max(kh, (rows - kh) // sh + 1)
+    if out_rows <= per or out_cols < 2 or height < kh:
+        return pooled(pixels)
+    out: Pixels | None = None
+    r0 = 0
+    while r0 < out_rows:
+        r1 = min(out_rows, r0 + per)
+        hi = (r1 - 1) * sh - ph + kh  # past the band's last window
+        if r1 == out_rows or hi > height:
+            r1, hi = out_rows, height
+        lo = 0 if r0 == 0 else r0 * sh - ph
+        above = 0 if r0 == 0 else _aligned(kh, lo, sh)
+        body = hi - lo
+        below = 0 if r1 == out_rows else _aligned(kh + sh, height - above - body, sh)
+        length = above + body + below  # == height, modulo the stride
+        band = np.ones((length, *pixels.shape[1:]), pixels.dtype)
+        band[above : above + body] = pixels[lo:hi]
+        result = pooled(band)
+        del band
+        # the band's windows are the image's, shifted by whole strides
+        shift = (lo - above) // sh
+        if result.shape[:2] != (out_rows - (height - length) // sh, out_cols):
+            return pooled(pixels)  # never: the lengths reproduce the windows
+        if out is None:
+            out = np.empty((out_rows, *result.shape[1:]), result.dtype)
+        out[r0:r1] = result[r0 - shift : r1 - shift]
+        r0 = r1
+    assert out is not None
+    return out
 
 
 # ----------------------------------------------------------------- writing
@@ -506,7 +693,7 @@ def _to_pil(pixels: Pixels, mode: str) -> PILImage.Image:
         image = image_mod.fromarray(np.ascontiguousarray(pixels, dtype=np.bool_))
     else:
         dtype = {"I;16": "<u2", "I": "=i4", "F": "=f4"}.get(mode, "u1")
-        raw = np.ascontiguousarray(pixels, dtype=dtype).tobytes()
+        raw = np.ascontiguousarray(pixels, dtype=dtype)  # read in place: no bytes
         size = (pixels.shape[1], pixels.shape[0])
         image = image_mod.frombytes(mode, size, raw)
     return image
@@ -791,11 +978,96 @@ def _display(pixels: Pixels, mode: str) -> tuple[Pixels, dict[str, Any]]:
 
 
 def _finite_range(pixels: Pixels) -> tuple[float, float]:
-    """Smallest and largest finite value (NaN and inf ignored); 0, 1 if none."""
-    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
-    if finite.size == 0:
-        return 0.0, 1.0
-    return float(finite.min()), float(finite.max())
+    """Smallest and largest finite value (NaN and inf ignored); 0, 1 if none.
+
+    Found a band of rows at a time: no mask or copy of the whole image.
+    """
+    lo, hi = np.inf, -np.inf
+    for top, bottom in _row_spans(pixels, _BAND_BYTES):
+        band = pixels[top:bottom]
+        finite = band[np.isfinite(band)] if band.dtype.kind == "f" else band
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return (0.0, 1.0) if lo > hi else (lo, hi)
+
+
+def _row_spans(pixels: Pixels, nbytes: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(top, bottom)`` row spans of about ``nbytes`` each (a whole
+    ``multiple`` of rows, but the last), covering every row."""
+    height = pixels.shape[0]
+    row = max(1, pixels.nbytes // max(1, height))
+    step = multiple * max(1, nbytes // (row * multiple))
+    return [(top, min(height, top + step)) for top in range(0, height, step)]
+
+
+#: Longest side, in pixels, of the image a figure panel is drawn from. The
+#: panels are at most 512 pixels wide; matplotlib's resampling takes some
+#: 50 bytes a pixel of what it is given, so a larger image is first reduced
+#: to block means (see :func:`_panel`).
+_PANEL_SOURCE = 1024
+
+
+def _block_means(data: Pixels, factor: int) -> Pixels:
+    """Means of ``factor`` x ``factor`` blocks of ``data`` (fewer cells in
+    the last row and column of blocks); NaN cells are left out (NaN if
+    all are). 8-bit colour stays 8-bit, rounded; the rest is float64."""
+    rows = np.arange(0, data.shape[0], factor)
+    cols = np.arange(0, data.shape[1], factor)
+    values: Pixels = data
+    count: Pixels | None = None
+    if data.dtype.kind == "f":
+        nan = np.isnan(data)
+        if nan.any():
+            values = np.where(nan, 0.0, data)
+            real = (~nan).astype(np.float64)
+            count = np.add.reduceat(np.add.reduceat(real, rows, 0), cols, 1)
+    sums = np.add.reduceat(values, rows, axis=0, dtype=np.float64)
+    sums = np.add.reduceat(sums, cols, axis=1)
+    if count is None:
+        heights = np.diff(np.append(rows, data.shape[0]))
+        widths = np.diff(np.append(cols, data.shape[1]))
+        count = np.multiply.outer(heights, widths).astype(np.float64)
+        if sums.ndim == 3:
+            count = count[..., None]
+    with np.errstate(invalid="ignore"):  # 0 / 0: a block of NaN
+        means: Pixels = sums / count
+    if data.dtype == np.uint8 and data.ndim == 3:  # RGB(A): imshow reads 0..255
+        means = np.rint(means).astype(np.uint8)
+    return means
+
+
+def _panel(
+    pixels: Pixels, mode: str, clip: tuple[float, float] | None
+) -> tuple[Pixels, dict[str, Any], int]:
+    """What a panel draws of ``pixels``: the array, ``imshow``'s options
+    and the side of the blocks it is the means of (1: the pixels).
+
+    ``clip``: the range 32-bit images share, float pixels clipped to it.
+    An image of at most ``_PANEL_SOURCE`` pixels on its longest side is
+    drawn as it is. A larger one is shown at most 512 pixels wide anyway:
+    it is drawn from the means of ``factor`` x ``factor`` blocks, the
+    smallest whole factor that brings it within ``_PANEL_SOURCE``, worked
+    out a band of rows at a time.
+    """
+    factor = -(-max(pixels.shape[:2]) // _PANEL_SOURCE)
+
+    def shown(part: Pixels) -> tuple[Pixels, dict[str, Any]]:
+        data, options = _display(part, mode)
+        if clip is not None:
+            if data.dtype.kind == "f":
+                data = np.clip(data, *clip)  # inf to the ends; NaN stays blank
+            options.update(vmin=clip[0], vmax=clip[1])
+        return data, options
+
+    if factor <= 1 or pixels.shape[0] == 0:
+        data, options = shown(pixels)
+        return data, options, 1
+    parts, options = [], {}
+    # whole blocks a band; _display and the means take a few times a band
+    for top, bottom in _row_spans(pixels, _BAND_BYTES // 8, factor):
+        data, options = shown(pixels[top:bottom])
+        parts.append(_block_means(data, factor))
+    return np.concatenate(parts), options, factor
 
 
 def _figure_writer(
@@ -808,7 +1080,10 @@ def _figure_writer(
     so no display resampling blurs the detail being compared; the result
     is shown with nearest-neighbour upscaling, one block per output pixel.
     32-bit images share the input's finite range: NaN is left blank and
-    infinities show as the ends of the range.
+    infinities show as the ends of the range. An image (input or result)
+    over ``_PANEL_SOURCE`` pixels on its longest side is drawn from block
+    means (:func:`_panel`), smoothed as a large input is: the figure takes
+    a bounded amount of memory, whatever the image size.
     """
     figure_cls = _figure_class()
     height, width = before.pixels.shape[:2]
@@ -821,9 +1096,8 @@ def _figure_writer(
     left = (fig_w - 2 * panel_w - margin) / 2
     fig = figure_cls(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
     fig.suptitle(title, fontsize=11, y=1 - 8 / fig_h, va="top")
-    deep = before.mode in ("I", "F")
-    if deep:  # no fixed range: share the input's range between the panels
-        lo, hi = _finite_range(before.pixels)
+    # no fixed range for 32-bit images: share the input's between the panels
+    clip = _finite_range(before.pixels) if before.mode in ("I", "F") else None
     panels = (
         (before.pixels, f"input {before.name}: {before.describe()}", scale >= 1),
         (after, f"result: {before.describe(after)}", True),
@@ -833,18 +1107,22 @@ def _figure_writer(
         ax = fig.add_axes(
             (x0 / fig_w, margin / fig_h, panel_w / fig_w, panel_h / fig_h)
         )
-        data, options = _display(pixels, before.mode)
-        if deep:
-            if data.dtype.kind == "f":
-                data = np.clip(data, lo, hi)  # inf to the ends; NaN stays blank
-            options.update(vmin=lo, vmax=hi)
+        data, options, factor = _panel(pixels, before.mode, clip)
+        extent: tuple[float, float, float, float] = (0, width, height, 0)
+        if factor > 1:  # whole blocks: the last ones may reach past the axes
+            rows, cols = pixels.shape[:2]
+            bottom = height * data.shape[0] * factor / rows
+            extent = (0, width * data.shape[1] * factor / cols, bottom, 0)
         ax.imshow(
             data,
-            extent=(0, width, height, 0),
-            interpolation="nearest" if nearest else "antialiased",
+            extent=extent,
+            interpolation="nearest" if nearest and factor == 1 else "antialiased",
             aspect="auto",
             **options,
         )
+        if factor > 1:
+            ax.set_xlim(0, width)
+            ax.set_ylim(height, 0)
         ax.set_title(text, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -961,19 +1239,28 @@ def run_image_job(job: ImageJob) -> list[str]:
         except (ValueError, TypeError, OverflowError) as exc:  # ndpool's checks
             msg = f"cannot pool the {picture.describe()} image: {_one_line(exc)}"
             raise ImageCLIError(msg) from None
-        with _resource_errors(f"convert the pooled {picture.mode} pixels"):
-            image = _to_pil(pooled, picture.mode)
     lines = [
         f"{picture.name} ({picture.describe()}) -> {_what(job, short=False)} "
         f"-> {output} ({picture.describe(pooled)}, {fmt})"
     ]
-    writes = [(output, _image_writer(image, fmt, picture.info), "output", fmt)]
+    figure: list[tuple[str, Callable[[IO[bytes]], None], str, str]] = []
     if job.compare is not None:
         fig_fmt = _figure_format(job.compare)
         with _resource_errors("draw the comparison figure"):
             writer = _figure_writer(picture, pooled, f"ndpool {_what(job)}", fig_fmt)
-        writes.append((job.compare, writer, "figure", fig_fmt))
+        figure.append((job.compare, writer, "figure", fig_fmt))
         lines.append(f"comparison figure -> {job.compare}")
+    # the decoded pixels are not needed any more (the figure keeps what it
+    # draws): free them, then the pooled array once Pillow has its copy
+    mode, info = picture.mode, picture.info
+    del picture
+    with (
+        _warnings_as_notes(notes, "pooling"),
+        _resource_errors(f"convert the pooled {mode} pixels"),
+    ):
+        image = _to_pil(pooled, mode)
+    del pooled
+    writes = [(output, _image_writer(image, fmt, info), "output", fmt), *figure]
     with _warnings_as_notes(notes, "writing"), contextlib.ExitStack() as stack:
         staged = [
             (stack.enter_context(_staged(path, write, kind, f)), path, kind)
