@@ -3,26 +3,43 @@
 For input that is neither a NumPy nor a Dask array (a PyTorch tensor, a CuPy
 or JAX array, ``array_api_strict``), the plans of ``_geometry`` run here,
 written only with functions of the Array API standard (``where``,
-``maximum``, ``take``, strided slicing, ``concat``) and without in-place
-writes, so immutable arrays (JAX) work too. The result is the same kind of
-array on the same device; no data goes through NumPy (only the small
-per-axis index vectors of the geometry are built on the host and moved to
-the device).
+``take``, strided slicing, ``concat``) and without in-place writes, so
+immutable arrays (JAX) work too. The result is the same kind of array on
+the same device; no data goes through NumPy (only the small per-axis index
+vectors of the geometry are built on the host and moved to the device).
+
+As in the core, nothing is padded: a tap reads the windows whose cell is
+inside the input, and the others are filled in at the output's size
+(``_widen``); a gradient goes back to the cells a tap read, and no further
+(``_placements``). A huge kernel or stride costs what its real cells cost,
+and an axis of few windows of many taps (``_core.window_major``) is
+reduced, and its gradient placed, a window at a time.
 
 The NumPy core (``_core``) runs the identical algorithm with in-place,
-cache-blocked NumPy ufuncs; the two agree bit for bit on max/min/indices.
+cache-blocked NumPy ufuncs; the two agree bit for bit on max/min/indices,
+and their tap loops add sums and gradients in the same order.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ._core import _acc_dtype, _fill_value, is_dask
-from ._geometry import AxisPlan, Geometry, _memory_bytes
+from ._core import _acc_dtype, _cell_bytes, _fill_value, is_dask, window_major
+from ._geometry import (
+    AxisPlan,
+    Geometry,
+    IntArray,
+    Tap,
+    check_output_size,
+    regular_geometry,
+)
 
 __all__ = [
     "astype",
@@ -158,6 +175,12 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
     xp = namespace(x)
     assert xp is not None
     dtype = np_dtype(xp, x.dtype)
+    # as the core: an output no memory holds is refused before any work,
+    # and an empty one loops over no tap
+    itemsize = _cell_bytes(dtype, red, return_indices)
+    check_output_size(geom.out_shape, "the pooling arguments", itemsize=itemsize)
+    if math.prod(geom.out_shape) == 0:
+        return _empty_result(xp, x, geom, red, return_indices)
     if red.op == "lp" and red.norm_type == np.inf:
         # as the core: integers in float64 (no abs overflow, no bool abs)
         mag = xp.abs(x if dtype.kind == "f" else astype(x, np.dtype(np.float64)))
@@ -173,7 +196,9 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
             src = _signed_order(xp, x, dtype)
             fill = int(_fill_value(dtype, red.op, omit))
             fill -= 2**63 if dtype == np.uint64 else 0
-        values, codes = _compare(xp, src, geom, red.op, omit, fill)
+        values, codes = _compare(
+            xp, src, geom, red.op, omit, fill, track=return_indices
+        )
         if wide:  # back from the order-preserving int64 domain
             values = _from_wrapped(xp, _signed_order(xp, values, dtype), dtype, red)
         else:
@@ -193,6 +218,24 @@ def pool_xp(x: Any, geom: Geometry, red: Any, return_indices: bool) -> Any:
     # and NaN are values here, as in the core
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         return _cast(xp, _summed(xp, x, dtype, geom, red), out_dtype)
+
+
+def _empty_result(
+    xp: Any, x: Any, geom: Geometry, red: Any, return_indices: bool
+) -> Any:
+    """The empty output of ``geom``, in the dtypes of one cell pooled by a
+    one-cell window (they follow only the op and the input dtype)."""
+    n = len(geom.plans)
+    unit = regular_geometry(
+        (1,) * x.ndim, geom.axes, (1,) * n, (1,) * n, ((0, 0),) * n, (1,) * n, False
+    )
+    cell = xp.zeros((1,) * x.ndim, dtype=x.dtype, device=_device(x))
+    probe = pool_xp(cell, unit, red, return_indices)
+    outs = tuple(
+        xp.empty(geom.out_shape, dtype=p.dtype, device=_device(x))
+        for p in (probe if return_indices else (probe,))
+    )
+    return outs if return_indices else outs[0]
 
 
 # --------------------------------------------------------------------------
@@ -249,34 +292,50 @@ def _from_wrapped(xp: Any, w: Any, dtype: np.dtype[Any], red: Any) -> Any:
 
 
 def _compare(
-    xp: Any, x: Any, geom: Geometry, op: str, omit: bool, fill: Any = None
+    xp: Any,
+    x: Any,
+    geom: Geometry,
+    op: str,
+    omit: bool,
+    fill: Any = None,
+    *,
+    track: bool = False,
 ) -> tuple[Any, dict[int, Any]]:
+    """Max or min over the windows, one axis pass at a time (innermost
+    first); with ``track``, also the codes ``_flat_indices`` reads: per axis,
+    the tap that won. A tap is compared only where it lies inside the input
+    (``_widen``); the windows it misses see ``fill``, which never wins."""
     dtype = np_dtype(xp, x.dtype)
     if fill is None:
         fill = _fill_value(dtype, op, omit)
-    cur = _pad(xp, x, geom, fill)
     if dtype.kind == "b":  # no order on bools in the standard: True > False
         better: Any = (lambda v, o: v & ~o) if op == "max" else (lambda v, o: ~v & o)
     else:
         better = xp.greater if op == "max" else xp.less
     is_float = dtype.kind == "f"
+    cur = x
     codes: dict[int, Any] = {}
     for plan in reversed(geom.plans):
         a = plan.axis
+        if window_major(plan):  # few windows of many taps: a reduce each
+            if track:
+                cur, codes = _track_by_window(
+                    xp, cur, codes, geom, plan, op, omit, fill
+                )
+            else:
+                cur = _by_window(xp, cur, plan, _extreme(xp, dtype, op, omit), fill)
+            continue
         shape = list(cur.shape)
         shape[a] = plan.out
         out = xp.full(tuple(shape), fill, dtype=cur.dtype, device=_device(cur))
-        assert plan.first_tap is not None
-        start = _along(xp, _const(xp, plan.first_tap, cur, xp.int64), a, cur.ndim)
-        code = xp.broadcast_to(start, tuple(shape))
         carried = {}
-        for b in codes:
-            other = geom.plans[geom.axes.index(b)]
-            assert other.first_tap is not None
-            first = _along(xp, _const(xp, other.first_tap, cur, xp.int64), b, cur.ndim)
-            carried[b] = xp.broadcast_to(first, tuple(shape))
-        for j in plan.live_taps:
-            v = _tap(xp, cur, plan, j)
+        if track:  # a window no tap wins keeps its first taps, as in the core
+            for b in (*codes, a):
+                first = geom.plans[geom.axes.index(b)].first_tap
+                start = _along(xp, _const(xp, first, cur, xp.int64), b, cur.ndim)
+                carried[b] = xp.broadcast_to(start, tuple(shape))
+        for tap in plan.spans():
+            v = _widen(xp, _take(xp, cur, plan, tap), plan, tap, fill)
             mask = better(v, out)
             if is_float:
                 if omit:
@@ -284,13 +343,90 @@ def _compare(
                 else:
                     mask = mask | xp.isnan(v)
             out = xp.where(mask, v, out)
-            code = xp.where(mask, xp.asarray(j, dtype=xp.int64), code)
+            if not track:
+                continue
+            j = xp.asarray(tap.j, dtype=xp.int64)
+            carried[a] = xp.where(mask, j, carried[a])
             for b, c in codes.items():
-                carried[b] = xp.where(mask, _tap(xp, c, plan, j), carried[b])
-        carried[a] = code
+                won = _widen(xp, _take(xp, c, plan, tap), plan, tap, 0)
+                carried[b] = xp.where(mask, won, carried[b])
         codes = carried
         cur = out
     return cur, codes
+
+
+def _extreme(
+    xp: Any, dtype: np.dtype[Any], op: str, omit: bool
+) -> Callable[[Any, int], Any]:
+    """The max or min of a window's cells in one reduce, with the tap
+    loop's rules: a NaN makes the window NaN, or (``omit``) only where
+    every cell is NaN. NaN never reaches the reduce (XLA's may drop it)."""
+
+    def extreme(cells: Any, a: int) -> Any:
+        if dtype.kind == "b":  # no order on bools in the standard
+            return (xp.any if op == "max" else xp.all)(cells, axis=a, keepdims=True)
+        fold = xp.max if op == "max" else xp.min
+        if dtype.kind != "f":
+            return fold(cells, axis=a, keepdims=True)
+        nan = xp.isnan(cells)
+        unset = xp.asarray(-np.inf if op == "max" else np.inf, dtype=cells.dtype)
+        value = fold(xp.where(nan, unset, cells), axis=a, keepdims=True)
+        lost = (xp.all if omit else xp.any)(nan, axis=a, keepdims=True)
+        return xp.where(lost, xp.asarray(np.nan, dtype=cells.dtype), value)
+
+    return extreme
+
+
+def _track_by_window(
+    xp: Any,
+    cur: Any,
+    codes: dict[int, Any],
+    geom: Geometry,
+    plan: AxisPlan,
+    op: str,
+    omit: bool,
+    fill: Any,
+) -> tuple[Any, dict[int, Any]]:
+    """``_compare``'s pass with codes over few windows of many taps: per
+    window, one reduce and one arg-reduce with the tap loop's rules (the
+    first best cell; with NaN the last NaN, or with ``omit`` the first best
+    real value; without one, the first cell)."""
+    a = plan.axis
+    dtype = np_dtype(xp, cur.dtype)
+    real = _extreme(xp, dtype, op, dtype.kind == "f")  # NaN only if every cell is
+    take_along = _need(xp, "take_along_axis")
+    values = []
+    found: dict[int, list[Any]] = {b: [] for b in (*codes, a)}
+    for i, span in enumerate(plan.window_slices()):
+        first = int(plan.first_tap[i])
+        if span is None:  # no cell: the fill, and every axis' first tap
+            block = _block(xp, cur, a, 1, fill)
+            values.append(block)
+            found[a].append(
+                xp.full(block.shape, first, dtype=xp.int64, device=_device(cur))
+            )
+            for b in codes:
+                start = geom.plans[geom.axes.index(b)].first_tap
+                start = _along(xp, _const(xp, start, cur, xp.int64), b, cur.ndim)
+                found[b].append(xp.broadcast_to(start, block.shape))
+            continue
+        cells = cur[_index(cur.ndim, a, span)]
+        best = real(cells, a)
+        pos = xp.argmax(xp.astype(cells == best, xp.int8), axis=a, keepdims=True)
+        if dtype.kind == "f" and not omit:  # a NaN wins, the last one
+            nan = xp.isnan(cells)
+            some = xp.any(nan, axis=a, keepdims=True)
+            flipped = xp.flip(xp.astype(nan, xp.int8), axis=a)
+            back = xp.argmax(flipped, axis=a, keepdims=True)
+            pos = xp.where(some, cells.shape[a] - 1 - back, pos)
+            best = xp.where(some, xp.asarray(np.nan, dtype=cur.dtype), best)
+        values.append(best)
+        found[a].append(pos + first)
+        for b, c in codes.items():
+            found[b].append(take_along(c[_index(c.ndim, a, span)], pos, axis=a))
+    return xp.concat(values, axis=a), {
+        b: xp.concat(parts, axis=a) for b, parts in found.items()
+    }
 
 
 def _flat_indices(xp: Any, codes: dict[int, Any], geom: Geometry, like: Any) -> Any:
@@ -403,93 +539,140 @@ def _rescaled_norm(
     if red.nan_omit:
         mag = xp.where(xp.isnan(mag), xp.asarray(empty, dtype=acc), mag)
     scale, _ = _compare(xp, mag, geom, "max" if p > 0 else "min", False, empty)
-    cur = _pad(xp, mag, geom, empty)
     power = xp.asarray(p, dtype=acc)
     sums = xp.zeros(geom.out_shape, dtype=acc, device=_device(x))
-    for taps in itertools.product(*(q.live_taps for q in geom.plans)):
-        cells = cur
-        for plan, j in zip(geom.plans, taps, strict=True):
-            cells = _tap(xp, cells, plan, j)
-        sums = sums + xp.pow(cells / scale, power)
+    for taps in itertools.product(*(q.spans() for q in geom.plans)):
+        term = xp.pow(_cells(xp, mag, geom, taps) / scale[_windows(geom, taps)], power)
+        for plan, tap in zip(geom.plans, taps, strict=True):
+            term = _widen(xp, term, plan, tap, 0)
+        sums = sums + term
     norm = scale * xp.pow(sums, xp.asarray(1.0 / p, dtype=acc))
     redo = lost & xp.isfinite(scale) & (scale > 0)
     return xp.where(redo, norm, result)
 
 
 def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
-    cur = _pad(xp, x, geom, 0)
+    """Window sums, one axis pass at a time (innermost first). A tap adds
+    only where it lies inside the input (``_widen``), in the order of
+    ``_core._fold_pass``, so the sums round alike."""
+
+    def window_sum(cells: Any, a: int) -> Any:
+        return xp.sum(cells, axis=a, keepdims=True, dtype=cells.dtype)
+
+    cur = x
     for plan in reversed(geom.plans):
-        shape = list(cur.shape)
-        shape[plan.axis] = plan.out
-        out = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
-        for j in plan.live_taps:
-            v = _tap(xp, cur, plan, j)
-            if not plan.regular:
-                valid = _const(xp, plan.tap_valid(j), cur)
-                if plan.starts is not None and plan.starts.ndim == 1:
-                    valid = _along(xp, valid, plan.axis, cur.ndim)
-                v = xp.where(valid, v, xp.asarray(0, dtype=cur.dtype))
-            out = out + v
-        cur = out
+        a = plan.axis
+        if window_major(plan):  # few windows of many taps: a sum each
+            cur = _by_window(xp, cur, plan, window_sum, 0)
+            continue
+        total = None
+        for tap in _sum_order(plan):
+            v = _take(xp, cur, plan, tap)
+            if tap.valid is not None:  # clipped irregular taps repeat a cell
+                valid = _const(xp, tap.valid, cur)
+                if tap.valid.ndim == 1:
+                    valid = _along(xp, valid, a, cur.ndim)
+                v = xp.where(valid, v, _zero(xp, v))
+            v = _widen(xp, v, plan, tap, 0)
+            total = v if total is None else total + v
+        cur = _block(xp, cur, a, plan.out, 0) if total is None else total
     return cur
 
 
+def _by_window(
+    xp: Any, cur: Any, plan: AxisPlan, reduce: Callable[[Any, int], Any], fill: Any
+) -> Any:
+    """A pass over few windows of many taps (``window_major``): one reduce
+    over each window's cells, not a step per tap; a window without cells
+    gets ``fill``."""
+    a = plan.axis
+    parts = [
+        _block(xp, cur, a, 1, fill)
+        if span is None
+        else reduce(cur[_index(cur.ndim, a, span)], a)
+        for span in plan.window_slices()
+    ]
+    return xp.concat(parts, axis=a) if len(parts) > 1 else parts[0]
+
+
+def _sum_order(plan: AxisPlan) -> list[Tap]:
+    """``plan``'s taps in the order ``_core._fold_pass`` adds them: the
+    first two that every window has, then the others."""
+    taps = list(plan.spans())
+    every = slice(0, plan.out)
+    full = [t for t in taps if t.windows == every][:2]
+    return full + [t for t in taps if all(t is not f for f in full)]
+
+
 # --------------------------------------------------------------------------
-# shared
+# shared: taps read without padding
 
 
-def _check_padded(geom: Geometry, itemsize: int) -> None:
-    """Refuse a padded copy (or gradient buffer) larger than memory.
-
-    This path pads physically what its live taps read; windows far apart
-    in a huge kernel read across its padding (the NumPy core clips instead).
-    """
-    limit = _memory_bytes()
-    cells = math.prod(geom.shape)
-    for plan in geom.plans:
-        if plan.regular and plan.length:
-            cells = cells // plan.length * (plan.lo + plan.length + plan.hi)
-    if limit is not None and cells * itemsize > limit:
-        msg = (
-            f"this window geometry needs a padded copy of {cells:,} cells on the "
-            f"Array-API path, more than this machine's memory ({limit:,} bytes); "
-            "pool a NumPy array (np.asarray(x)) instead, which clips its windows"
-        )
-        raise ValueError(msg)
+def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axis] = sl
+    return tuple(index)
 
 
-def _pad(xp: Any, x: Any, geom: Geometry, fill: Any) -> Any:
-    _check_padded(geom, np_dtype(xp, x.dtype).itemsize)
-    for p in geom.plans:
-        if not p.regular or not (p.lo or p.hi):
-            continue
-        parts = []
-        for width in (p.lo, None, p.hi):
-            if width is None:
-                parts.append(x)
-            elif width:
-                shape = list(x.shape)
-                shape[p.axis] = width
-                parts.append(
-                    xp.full(tuple(shape), fill, dtype=x.dtype, device=_device(x))
-                )
-        x = xp.concat(parts, axis=p.axis)
-    return x
+def _zero(xp: Any, like: Any) -> Any:
+    return xp.asarray(0, dtype=like.dtype, device=_device(like))
 
 
-def _tap(xp: Any, src: Any, plan: AxisPlan, j: int) -> Any:
-    if plan.regular:
-        index: list[slice] = [slice(None)] * src.ndim
-        index[plan.axis] = plan.tap_slice(j)
-        return src[tuple(index)]
-    idx = plan.tap_index(j)
+def _block(xp: Any, like: Any, axis: int, width: int, fill: Any) -> Any:
+    """``width`` cells of ``fill`` along ``axis``, otherwise shaped as ``like``."""
+    shape = list(like.shape)
+    shape[axis] = width
+    return xp.full(tuple(shape), fill, dtype=like.dtype, device=_device(like))
+
+
+def _take(xp: Any, src: Any, plan: AxisPlan, tap: Tap) -> Any:
+    """The cells ``tap`` reads along ``plan.axis``, one per window of
+    ``tap.windows``: a strided slice, or a gather for irregular windows."""
+    a = plan.axis
+    if isinstance(tap.cells, slice):
+        return src[_index(src.ndim, a, tap.cells)]
+    idx = tap.cells
     if idx.ndim == 1:
-        return xp.take(src, _const(xp, idx, src, xp.int64), axis=plan.axis)
+        return xp.take(src, _const(xp, idx, src, xp.int64), axis=a)
     take_along = _need(xp, "take_along_axis")
-    full = np.broadcast_to(idx, tuple(
-        src.shape[i] if i != plan.axis else idx.shape[i] for i in range(src.ndim)
-    ))  # fmt: skip
-    return take_along(src, _const(xp, full, src, xp.int64), axis=plan.axis)
+    shape = list(src.shape)
+    shape[a] = idx.shape[a]
+    full = np.broadcast_to(idx, tuple(shape))
+    return take_along(src, _const(xp, full, src, xp.int64), axis=a)
+
+
+def _widen(xp: Any, v: Any, plan: AxisPlan, tap: Tap, fill: Any) -> Any:
+    """Values ``v`` of the windows ``tap.windows``, as all ``plan.out``
+    windows: the others read padding through this tap, here ``fill``.
+
+    This is what keeps a huge kernel cheap: a tap costs its windows, and
+    no padded copy of the input is built.
+    """
+    a = plan.axis
+    before, after = int(tap.windows.start), plan.out - int(tap.windows.stop)
+    if not (before or after):
+        return v
+    parts = [v]
+    if before:
+        parts.insert(0, _block(xp, v, a, before, fill))
+    if after:
+        parts.append(_block(xp, v, a, after, fill))
+    return xp.concat(parts, axis=a)
+
+
+def _windows(geom: Geometry, taps: Sequence[Tap]) -> tuple[slice, ...]:
+    """The output region of the windows that have every tap of ``taps``."""
+    index = [slice(None)] * geom.ndim
+    for plan, tap in zip(geom.plans, taps, strict=True):
+        index[plan.axis] = tap.windows
+    return tuple(index)
+
+
+def _cells(xp: Any, src: Any, geom: Geometry, taps: Sequence[Tap]) -> Any:
+    """The cells of ``src`` a combined tap reads, laid out as its windows."""
+    for plan, tap in zip(geom.plans, taps, strict=True):
+        src = _take(xp, src, plan, tap)
+    return src
 
 
 def _cast(xp: Any, values: Any, dtype: np.dtype[Any] | None) -> Any:
@@ -576,83 +759,165 @@ def unpool_xp(
 
 # --------------------------------------------------------------------------
 # adjoints (gradients) in standard operations: no scatter is needed, since
-# every window cell sits at a position the geometry names
+# every window cell sits at a position the geometry names. The windows of
+# each tap (or each window, where taps outnumber windows) go back to the
+# cells it read, so a cell gets exactly the IEEE sum of what lands on it
+# (an inf or NaN reaches no other cell), and a tap costs the cells of its
+# axis, whatever the kernel or stride.
+
+#: a unit's transpose: ``place(v, total)`` is ``total`` (None: zeros) plus
+#: the unit's window values ``v`` placed back at their cells
+Place = Callable[[Any, Any], Any]
 
 
-def _place(xp: Any, v: Any, plan: AxisPlan, j: int) -> Any:
-    """Tap j's transpose: window values ``v`` back at the cells tap j read.
+def _placements(xp: Any, plan: AxisPlan, like: Any) -> list[tuple[Tap, Place]]:
+    """Each unit of ``plan`` with its transpose (``Place``), which puts the
+    unit's values back at the cells it read, along an axis of
+    ``plan.length`` cells. A unit is a live tap (its windows, one cell
+    each), or where taps outnumber windows (``window_major``) a window
+    (one value for all its cells): a ``Tap`` whose ``windows`` is that one
+    window. An irregular tap's tables are built once here."""
+    a, length = plan.axis, plan.length
+    if window_major(plan):
+        return [
+            (
+                Tap(i, slice(i, i + 1), span, None),
+                functools.partial(_spread, xp, a, length, span),
+            )
+            for i, span in enumerate(plan.window_slices())
+            if span is not None
+        ]
+    units: list[tuple[Tap, Place]] = []
+    for tap in plan.spans():
+        place: Place
+        if isinstance(tap.cells, slice):
+            place = functools.partial(_spread, xp, a, length, tap.cells)
+        else:
+            place = functools.partial(
+                _gathered, xp, plan, _landings(xp, plan, tap, like)
+            )
+        units.append((tap, place))
+    return units
 
-    Regular axes come back padded (``lo + length + hi``), irregular ones at
-    ``length``; cells no window reads through tap j are zero.
+
+def _spread(xp: Any, a: int, length: int, cells: slice, v: Any, total: Any) -> Any:
+    """Values ``v`` along axis ``a`` at the cells ``cells`` of an axis of
+    ``length`` cells, zero elsewhere, added to ``total``: a tap's windows
+    (one cell each), or one window's value at each of its cells.
+
+    One block of ``step - 1`` zeros after each value interleaves them
+    (reshaped, and trimmed to the axis), so only the cells they span are
+    built: ``n > 1`` cells ``step`` apart fit in the axis.
     """
+    lo, s = int(cells.start), cells.step or 1
+    n = len(range(lo, cells.stop, s))
+    spread = v.shape[a] != n
+    if spread:  # one window: its value at each of its cells
+        shape = list(v.shape)
+        shape[a] = n
+        v = xp.broadcast_to(v, tuple(shape))
+    if n > 1 and s > 1:
+        column = xp.expand_dims(v, axis=a + 1)
+        wide = xp.concat([column, _block(xp, column, a + 1, s - 1, 0)], axis=a + 1)
+        shape = list(v.shape)
+        shape[a] = n * s
+        v = xp.reshape(wide, tuple(shape))
+        if n * s > length - lo:  # the last value's zeros pass the axis
+            v = v[_index(v.ndim, a, slice(0, length - lo))]
+    after = length - lo - v.shape[a]
+    parts = [_block(xp, v, a, lo, 0)] if lo else []
+    parts.append(v)
+    if after:
+        parts.append(_block(xp, v, a, after, 0))
+    if len(parts) > 1:
+        placed = xp.concat(parts, axis=a)
+    else:  # not a broadcast view: the result may be written to
+        placed = xp.asarray(v, copy=True) if spread else v
+    return placed if total is None else total + placed
+
+
+def _landings(xp: Any, plan: AxisPlan, tap: Tap, like: Any) -> list[Any]:
+    """Irregular tap: for each cell, the window whose tap lands there, as
+    gather indices on ``like``'s device (``plan.out``: none, a zero window
+    ``_gathered`` appends), in rounds: round ``r`` holds each cell's
+    ``r``-th such window (windows of one start share a cell)."""
+    assert not isinstance(tap.cells, slice)
+    length = plan.length
+    a = plan.axis if tap.cells.ndim > 1 else 0  # the windows' axis
+    pos = np.moveaxis(tap.cells, a, -1)  # planes x windows
+    valid = np.ones(pos.shape, dtype=bool)
+    if tap.valid is not None:
+        valid = np.moveaxis(tap.valid, a, -1)
+    lead, out = pos.shape[:-1], pos.shape[-1]
+    rows = np.arange(math.prod(lead), dtype=np.int64).reshape((*lead, 1))
+    keys = (rows * length + pos)[valid]  # ascending windows within a plane
+    wins = np.broadcast_to(np.arange(out, dtype=np.int64), pos.shape)[valid]
+    return [
+        _const(xp, np.moveaxis(inv.reshape((*lead, length)), -1, a), like, xp.int64)
+        for inv in _rounds(keys, wins, rows.size * length, out)
+    ]
+
+
+def _rounds(keys: IntArray, wins: IntArray, cells: int, none: int) -> list[IntArray]:
+    """Gather indices that bring windows ``wins`` to cells ``keys`` (of
+    ``cells``): round ``r`` names each cell's ``r``-th window, in the order
+    given, and ``none`` where it has no more."""
+    order = np.argsort(keys, kind="stable")
+    keys, wins = keys[order], wins[order]
+    rank = np.arange(keys.size) - np.searchsorted(keys, keys)
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=-1)) + 2))
+    rounds = []
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        pick = by_rank[lo:hi]
+        inv = np.full(cells, none, dtype=np.int64)
+        inv[keys[pick]] = wins[pick]
+        rounds.append(inv)
+    return rounds
+
+
+def _gathered(xp: Any, plan: AxisPlan, rounds: list[Any], v: Any, total: Any) -> Any:
+    """Irregular tap: each cell gathers the windows that land on it (a
+    cell no window reaches gathers a zero window), so no value is ever
+    multiplied: an inf or NaN stays where it lands. Windows that share a
+    cell are added to ``total`` one round at a time, in window order, as
+    NumPy's scatter adds them."""
     a = plan.axis
-    if plan.regular:
-        s = plan.stride
-        if s > 1 and plan.out:  # interleave s-1 zeros after each window
-            zeros = xp.zeros_like(v)
-            v = xp.stack([v] + [zeros] * (s - 1), axis=a + 1)
+    if not rounds:
+        return _block(xp, v, a, plan.length, 0) if total is None else total
+    v = xp.concat([v, _block(xp, v, a, 1, 0)], axis=a)
+    for inv in rounds:
+        if inv.ndim == 1:
+            got = xp.take(v, inv, axis=a)
+        else:  # per-plane windows (fractional)
             shape = list(v.shape)
-            shape[a : a + 2] = [plan.out * s]
-            v = xp.reshape(v, tuple(shape))
-            index = [slice(None)] * v.ndim
-            index[a] = slice(0, (plan.out - 1) * s + 1)
-            v = v[tuple(index)]
-        full = plan.lo + plan.length + plan.hi
-        before = plan.tap_slice(j).start  # the padded copy is lo + length + hi
-        after = full - before - v.shape[a]
-        parts = []
-        for width, part in ((before, None), (None, v), (after, None)):
-            if part is not None:
-                parts.append(part)
-            elif width:
-                shape = list(v.shape)
-                shape[a] = width
-                parts.append(xp.zeros(tuple(shape), dtype=v.dtype, device=_device(v)))
-        return xp.concat(parts, axis=a) if len(parts) > 1 else v
-    # irregular: a one-hot (window -> cell) matrix, masked where the
-    # window is shorter than tap j
-    pos = plan.tap_index(j)
-    valid = plan.tap_valid(j)
-    ndim = v.ndim
-    if pos.ndim == 1:
-        pos = pos.reshape([1] * a + [-1] + [1] * (ndim - a - 1))
-        valid = valid.reshape(pos.shape)
-    onehot = (
-        np.moveaxis(pos, a, -1)[..., None] == np.arange(plan.length)
-    ) & np.moveaxis(valid, a, -1)[..., None]
-    m = _const(xp, onehot, v, v.dtype)  # (..., out, length)
-    moved = xp.moveaxis(v, a, -1)[..., None, :]  # (..., 1, out)
-    placed = xp.matmul(moved, m)[..., 0, :]  # (..., length)
-    return xp.moveaxis(placed, -1, a)
+            shape[a] = plan.length
+            take_along = _need(xp, "take_along_axis")
+            got = take_along(v, xp.broadcast_to(inv, tuple(shape)), axis=a)
+        total = got if total is None else total + got
+    return total
 
 
-def _crop(v: Any, geom: Geometry) -> Any:
-    index = [slice(None)] * v.ndim
-    for plan in geom.plans:
-        if plan.regular and (plan.lo or plan.hi):
-            index[plan.axis] = slice(plan.lo, plan.lo + plan.length)
-    return v[tuple(index)]
+def _place_combined(combo: Sequence[tuple[Tap, Place]], v: Any, total: Any) -> Any:
+    """A combined tap's transpose, one axis at a time, added to ``total``."""
+    *inner, (_, last) = combo
+    for _, place in inner:
+        v = place(v, None)
+    return last(v, total)
 
 
 def sum_adjoint_xp(g: Any, geom: Geometry) -> Any:
     """Transpose of the summing passes: window sums back to input cells."""
     xp = namespace(g)
     assert xp is not None
-    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
     cur = g
     for plan in geom.plans:  # the forward ran them innermost first
+        a = plan.axis
         total = None
-        for j in plan.live_taps:
-            placed = _place(xp, cur, plan, j)
-            total = placed if total is None else total + placed
-        if total is None:  # every window of this axis is in padding: no cell
-            shape = list(cur.shape)
-            shape[plan.axis] = plan.lo + plan.length + plan.hi
-            if not plan.regular:
-                shape[plan.axis] = plan.length
-            total = xp.zeros(tuple(shape), dtype=cur.dtype, device=_device(cur))
-        cur = total
-    return _crop(cur, geom)
+        for tap, place in _placements(xp, plan, cur):
+            total = place(cur[_index(cur.ndim, a, tap.windows)], total)
+        cur = _block(xp, cur, a, plan.length, 0) if total is None else total
+    return cur
 
 
 def pairs_xp(g: Any, mag: Any, sign: Any, norm: Any, geom: Geometry, term: Any) -> Any:
@@ -661,100 +926,109 @@ def pairs_xp(g: Any, mag: Any, sign: Any, norm: Any, geom: Geometry, term: Any) 
     the tap, their windows' values placed back there."""
     xp = namespace(g)
     assert xp is not None
-    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
-    mag, sign = _pad(xp, mag, geom, 0), _pad(xp, sign, geom, 0)
+    placements = [_placements(xp, plan, g) for plan in geom.plans]
     total = None
-    for taps in itertools.product(*(p.live_taps for p in geom.plans)):
-        m, s = mag, sign
-        for plan, j in zip(geom.plans, taps, strict=True):
-            m, s = _tap(xp, m, plan, j), _tap(xp, s, plan, j)
-        v = g * term(m, norm) * s
-        for plan, j in zip(geom.plans, taps, strict=True):
-            v = _place(xp, v, plan, j)
-        total = v if total is None else total + v
+    for combo in itertools.product(*placements):
+        taps = [tap for tap, _ in combo]
+        w = _windows(geom, taps)
+        cells = _cells(xp, mag, geom, taps)
+        v = g[w] * term(cells, norm[w]) * _cells(xp, sign, geom, taps)
+        total = _place_combined(combo, v, total)
     if total is None:
         return xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
-    return _crop(total, geom)
+    return total
 
 
 def route_xp(g: Any, idx: Any, geom: Geometry) -> Any:
     """Each window gradient to the cell its (flat) index names, by placement.
 
-    For every combined tap, the windows whose index is that tap's cell send
-    their gradient there; a tap in padding never matches.
+    For every combined unit (``_placements``: taps, or windows where they
+    are outnumbered), the windows whose index is a cell the unit read send
+    their gradient there. Descending taps meet a cell's windows in
+    ascending order, so each cell adds them in output order, as NumPy's
+    scatter and PyTorch do (but for windows of one start, on an adaptive
+    axis that is not the last, which a tap adds together).
     """
     xp = namespace(g)
     assert xp is not None
-    _check_padded(geom, np_dtype(xp, g.dtype).itemsize)
-    ndim = g.ndim
+    if math.prod(geom.out_shape) == 0:  # no window: no tap to loop over
+        return xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
     steps = []
     step = 1
     for plan in reversed(geom.plans):
         steps.append(step)
         step *= plan.index_length
     steps.reverse()
+    placements = [
+        units if window_major(plan) else units[::-1]  # windows ascending
+        for plan, units in ((q, _placements(xp, q, g)) for q in geom.plans)
+    ]
     total = None
-    for taps in itertools.product(*(p.live_taps for p in geom.plans)):
-        flat = np.zeros((1,) * ndim, dtype=np.int64)
-        ok = np.ones((1,) * ndim, dtype=bool)
-        for plan, j, st in zip(geom.plans, taps, steps, strict=True):
-            pos, valid = _tap_cells(plan, j, ndim)
-            flat = flat + pos * st
-            ok = ok & valid
-        hit = (idx == _const(xp, flat, g, xp.int64)) & _const(xp, ok, g, xp.bool)
-        v = xp.where(hit, g, xp.zeros_like(g))
-        for plan, j in zip(geom.plans, taps, strict=True):
-            v = _place(xp, v, plan, j)
-        total = v if total is None else total + v
+    for combo in itertools.product(*placements):
+        taps = [tap for tap, _ in combo]
+        w = _windows(geom, taps)
+        flat, ok = _tap_flat(geom, taps, steps)
+        hit = idx[w] == _const(xp, flat, g, xp.int64)
+        if ok is not None:
+            hit = hit & _const(xp, ok, g, xp.bool)
+        total = _place_combined(combo, xp.where(hit, g[w], _zero(xp, g)), total)
     if total is None:
-        routed = xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
-    else:
-        routed = _crop(total, geom)
-    return _route_empty(xp, routed, g, geom, steps)
+        total = xp.zeros(geom.shape, dtype=g.dtype, device=_device(g))
+    return _route_empty(xp, total, g, geom, steps)
+
+
+def _tap_flat(
+    geom: Geometry, taps: Sequence[Tap], steps: list[int]
+) -> tuple[IntArray, npt.NDArray[np.bool_] | None]:
+    """The flat whole-input index of the cell each window of a combined tap
+    reads, and which of those windows really contain it (None: all)."""
+    flat = np.zeros((1,) * geom.ndim, dtype=np.int64)
+    ok = None
+    for plan, tap, step in zip(geom.plans, taps, steps, strict=True):
+        if isinstance(tap.cells, slice):
+            cells = tap.cells
+            pos = np.arange(cells.start, cells.stop, cells.step, dtype=np.int64)
+            valid = None
+        else:
+            pos, valid = tap.cells, tap.valid
+        if pos.ndim == 1:
+            pos = geom.along(plan, pos)
+            valid = None if valid is None else geom.along(plan, valid)
+        flat = flat + (pos + plan.origin) * step
+        if valid is not None:
+            ok = valid if ok is None else ok & valid
+    return flat, ok
 
 
 def _route_empty(xp: Any, routed: Any, g: Any, geom: Geometry, steps: list[int]) -> Any:
     """A window wholly in padding (dilation) matches no tap, but its index,
     PyTorch's, may alias a cell of the plane: the NumPy pullback and
-    PyTorch route its gradient there, and so does this."""
-    empty = geom.window_count(include_pad=False) == 0
-    if not empty.any() or not all(p.regular for p in geom.plans):
+    PyTorch route its gradient there, and so does this, after the others
+    (gathered in rounds, as ``_landings``: windows as far apart as they
+    like cost no loop over them)."""
+    if not all(p.regular for p in geom.plans):
         return routed
+    if not any(p.has_empty_window for p in geom.plans):
+        return routed
+    flat = np.zeros((1,) * geom.ndim, dtype=np.int64)
+    for plan, step in zip(geom.plans, steps, strict=True):
+        start = np.arange(plan.out, dtype=np.int64) * plan.stride
+        start += plan.origin - plan.pad_before
+        flat = flat + geom.along(plan, (start + plan.first_tap * plan.dilation) * step)
     plane = math.prod(p.index_length for p in geom.plans)
+    hit = (geom.window_count(include_pad=False) == 0) & (flat >= 0) & (flat < plane)
+    wins = np.flatnonzero(hit)  # row-major over the pooled axes, ascending
+    rounds = _rounds(flat.reshape(-1)[wins], wins, plane, hit.size)
+    if not rounds:  # every index outside the plane: dropped
+        return routed
     axes = geom.axes
-    for pos in np.argwhere(np.broadcast_to(empty, empty.shape)):
-        w = [int(pos[a]) for a in axes]  # the window, per pooled axis
-        flat = 0
-        for plan, i, st in zip(geom.plans, w, steps, strict=True):
-            assert plan.first_tap is not None
-            start = i * plan.stride - plan.pad_before + plan.origin
-            flat += (start + int(plan.first_tap[i]) * plan.dilation) * st
-        if not 0 <= flat < plane:  # outside the plane: dropped
-            continue
-        lengths = [geom.shape[a] for a in axes]  # ascending axes
-        cell = np.zeros(lengths, dtype=bool)
-        cell[np.unravel_index(flat, lengths)] = True
-        cell = cell.reshape([geom.shape[a] if a in axes else 1 for a in range(g.ndim)])
-        window = tuple(
-            slice(w[axes.index(a)], w[axes.index(a)] + 1) if a in axes else slice(None)
-            for a in range(g.ndim)
-        )
-        gw = g[window]
-        routed = routed + xp.where(_const(xp, cell, g, xp.bool), gw, xp.zeros_like(gw))
+    order = [a for a in range(g.ndim) if a not in axes] + list(axes)
+    inverse = tuple(int(i) for i in np.argsort(order))
+    batch = tuple(g.shape[a] for a in order[: g.ndim - len(axes)])
+    rows = xp.reshape(xp.permute_dims(g, tuple(order)), (*batch, hit.size))
+    rows = xp.concat([rows, _block(xp, rows, rows.ndim - 1, 1, 0)], axis=-1)
+    moved = (*batch, *(geom.shape[a] for a in axes))
+    for inv in rounds:
+        got = xp.take(rows, _const(xp, inv, g, xp.int64), axis=rows.ndim - 1)
+        routed = routed + xp.permute_dims(xp.reshape(got, moved), inverse)
     return routed
-
-
-def _tap_cells(plan: AxisPlan, j: int, ndim: int) -> tuple[np.ndarray[Any, Any], Any]:
-    """Whole-input positions tap j reads along plan.axis, and where they are real."""
-    shape = [1] * ndim
-    shape[plan.axis] = -1
-    if plan.regular:
-        i = np.arange(plan.out, dtype=np.int64)
-        local = i * plan.stride - plan.pad_before + j * plan.dilation
-        valid = (local >= 0) & (local < plan.length)
-        return (local + plan.origin).reshape(shape), valid.reshape(shape)
-    pos = plan.tap_index(j)
-    valid = plan.tap_valid(j)
-    if pos.ndim == 1:
-        pos, valid = pos.reshape(shape), valid.reshape(shape)
-    return pos + plan.origin, valid
