@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import ndpool
 import ndpool.functional as F
 import ndpool.nn
+from arrays import host, same
 
 
 def _strict() -> tuple[Any, Callable[[np.ndarray], Any]]:
@@ -58,26 +59,8 @@ def backend(request: pytest.FixtureRequest) -> tuple[Any, Callable[[np.ndarray],
     return BACKENDS[request.param]()
 
 
-def _host(a: Any) -> np.ndarray:
-    if type(a).__module__.startswith("torch"):
-        return a.detach().cpu().numpy()
-    if type(a).__module__.startswith("cupy"):
-        return a.get()  # type: ignore[no-any-return]
-    return np.asarray(a)
-
-
 def _same(got: Any, want: Any, like: Any, exact: bool) -> None:
-    got_t = got if isinstance(got, tuple) else (got,)
-    want_t = want if isinstance(want, tuple) else (want,)
-    for g, w in zip(got_t, want_t, strict=True):
-        assert type(g) is type(like), f"{type(g)} is not {type(like)}"
-        h = _host(g)
-        assert h.dtype == w.dtype
-        assert h.shape == w.shape
-        if exact:
-            np.testing.assert_array_equal(h, w)
-        else:
-            np.testing.assert_allclose(h, w, rtol=1e-5, atol=1e-6)
+    same(got, want, like, exact, rtol=1e-5, atol=1e-6)
 
 
 def _data(shape: tuple[int, ...], seed: int = 0, dtype: Any = np.float32) -> np.ndarray:
@@ -178,7 +161,7 @@ def test_p_norm_past_the_float_range(
     got = ndpool.pool(t, (3, 2), **kw)
     assert type(got) is type(t)
     # relative: the values are near 2**-1000 or 2**1000
-    np.testing.assert_allclose(_host(got) / scale, want / scale, rtol=1e-12)
+    np.testing.assert_allclose(host(got) / scale, want / scale, rtol=1e-12)
     # the gradient goes pair by pair there, on every backend
     out, pull = ndpool.vjp(ndpool.pool, x, (3, 2), **kw)
     _, pull_t = ndpool.vjp(ndpool.pool, t, (3, 2), **kw)
@@ -186,7 +169,7 @@ def test_p_norm_past_the_float_range(
     want_grad = pull(g)
     assert np.isfinite(want_grad).sum() > want_grad.size // 2
     np.testing.assert_allclose(
-        _host(pull_t(to(g))), want_grad, rtol=1e-10, atol=1e-12, equal_nan=True
+        host(pull_t(to(g))), want_grad, rtol=1e-10, atol=1e-12, equal_nan=True
     )
 
 
@@ -472,7 +455,7 @@ def test_float16_sums_keep_float16(backend: Any, name: str, call: Any) -> None:
     t = to(x)
     got = call(t)
     assert type(got) is type(t)
-    h = _host(got)
+    h = host(got)
     assert h.dtype == np.float16
     np.testing.assert_allclose(h.astype(np.float64), want, rtol=1e-3, atol=1e-3)
 

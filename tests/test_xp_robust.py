@@ -18,6 +18,7 @@ import pytest
 import ndpool
 import ndpool._geometry
 import ndpool.functional as F
+from arrays import host, same
 
 inf, nan = float("inf"), float("nan")
 Backend = tuple[Any, Callable[[np.ndarray], Any]]
@@ -51,26 +52,9 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return BACKENDS[request.param]()
 
 
-def _host(a: Any) -> np.ndarray:
-    if type(a).__module__.startswith("torch"):
-        return a.detach().cpu().numpy()  # type: ignore[no-any-return]
-    return np.asarray(a)
-
-
 def _same(got: Any, want: Any, like: Any, *, exact: bool = True) -> None:
-    """Same kind of array, dtype, shape and values (NaN where NaN); ``exact``
-    to the bit, else within 1e-12."""
-    got_t = got if isinstance(got, tuple) else (got,)
-    want_t = want if isinstance(want, tuple) else (want,)
-    for g, w in zip(got_t, want_t, strict=True):
-        assert type(g) is type(like), f"{type(g)} is not {type(like)}"
-        h = _host(g)
-        assert h.dtype == w.dtype
-        assert h.shape == w.shape
-        if exact:
-            np.testing.assert_array_equal(h, w)
-        else:
-            np.testing.assert_allclose(h, w, rtol=1e-12, atol=0, equal_nan=True)
+    """As NumPy's: ``exact`` to the bit, else within 1e-12."""
+    same(got, want, like, exact, rtol=1e-12, atol=0)
 
 
 def _exact(xp: Any, op: str) -> bool:
@@ -330,7 +314,7 @@ def test_output_size_counts_the_indices(
     _, to = backend
     monkeypatch.setattr(ndpool._geometry, "_memory_bytes", lambda: 5000)
     t = to(np.ones((1, 1000), dtype=np.bool_))
-    assert _host(F.max_pool1d(t, 1)).shape == (1, 1000)
+    assert host(F.max_pool1d(t, 1)).shape == (1, 1000)
     with pytest.raises(ValueError, match="the pooling arguments"):
         F.max_pool1d(t, 1, return_indices=True)
 
@@ -354,7 +338,7 @@ def test_empty_output_loops_over_no_tap(
     got, want_grad, _ = _vjp_both(
         to, ndpool.pool, x.astype(np.float64), np.ones((0, k + 3)), k, **kw
     )
-    assert _host(got).shape == want_grad.shape == (0, 4)
+    assert host(got).shape == want_grad.shape == (0, 4)
 
 
 # --------------------------------------------------------------------------
