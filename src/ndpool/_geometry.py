@@ -258,6 +258,19 @@ class AxisPlan:
             self.__dict__.setdefault("_tables", {})[kind] = table  # frozen: memo
         return table
 
+    def uniform(self, kind: str) -> int | None:
+        """The count (``count_valid`` or ``count_padded``) every window
+        has, or None if they differ or there is no window. Kept on the
+        plan: a number, whatever the axis length."""
+        memo: dict[str, int | None] = self.__dict__.setdefault("_uniform", {})
+        if kind not in memo:
+            counts = self._table(kind)
+            first = int(counts.flat[0]) if counts.size else None
+            if counts.size > 1 and not (counts == first).all():
+                first = None
+            memo[kind] = first
+        return memo[kind]
+
     def window_tables(self, kind: str, o0: int, o1: int) -> IntArray:
         """Table ``kind`` (``first_tap``, ``count_valid`` or
         ``count_padded``) of windows ``o0:o1`` only, in closed form for
@@ -565,14 +578,10 @@ class Geometry:
         (without building the broadcast product)."""
         total = 1
         for p in self.plans:
-            counts = p.count_padded if include_pad else p.count_valid
-            assert counts is not None
-            if counts.size == 0:
+            count = p.uniform("count_padded" if include_pad else "count_valid")
+            if count is None:
                 return None
-            first = int(counts.flat[0])
-            if counts.size > 1 and not (counts == first).all():
-                return None
-            total *= first
+            total *= count
         return total
 
     @property
