@@ -205,6 +205,21 @@ def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -
         call()
 
 
+@pytest.mark.parametrize("op", ["avg", "sum", "lp"])
+def test_a_pass_larger_than_memory_is_refused(op: str) -> None:
+    """Sums fold the innermost axis first: padded to 10**5 windows beside a
+    200,000-cell axis that the next pass sums whole, the intermediate would
+    be 160 GB where input and output are small. A ValueError, not a
+    MemoryError (max folds the other way round and pools it)."""
+    k, n = 10**5, 200_000
+    x = np.ones((n, 1))
+    kw: dict[str, Any] = {"stride": 1, "padding": ((0, 0), (k - 1, k - 1))}
+    with pytest.raises(ValueError, match="between two axes' passes"):
+        ndpool.pool(x, (n, k), op=op, norm_type=2.0, **kw)
+    got = ndpool.pool(x, (n, k), op="max", **kw)
+    np.testing.assert_array_equal(got, np.ones((1, k)))
+
+
 @pytest.mark.parametrize("op", ["max", "avg", "lp"])
 @pytest.mark.parametrize("return_indices", [False, True])
 def test_no_output_cell_costs_nothing(op: str, return_indices: bool) -> None:

@@ -813,6 +813,12 @@ def _fold_all(
     cur = x
     for i, plan in enumerate(plans):
         last = i == len(plans) - 1
+        if not last:  # a pass may widen an axis the next ones shrink
+            shape = list(cur.shape)
+            shape[plan.axis] = plan.out
+            if math.prod(shape) > x.size:
+                name = "the pooling arguments (between two axes' passes)"
+                check_output_size(shape, name, itemsize=acc.itemsize)
         cur = _fold_pass(cur, plan, fold, fill, acc, into if last else None)
     if cur is x:
         cur = x.astype(acc, copy=True)
