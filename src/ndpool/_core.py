@@ -124,19 +124,13 @@ def pool_core(
         itemsize=_cell_bytes(x.dtype, red, return_indices),
     )
     if math.prod(geom.out_shape) == 0:  # no window to loop over taps for
-        outs = tuple(
-            np.empty(geom.out_shape, dtype=t)
-            for t in _result_dtypes(x, geom, red, return_indices)
-        )
+        outs = _empty_results(x, geom, red, return_indices)
         return outs if return_indices else outs[0]  # type: ignore[return-value]
     cut = _blocks(x, geom, get_num_threads())
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
     axis, bounds = cut
-    outs = tuple(
-        np.empty(geom.out_shape, dtype=t)
-        for t in _result_dtypes(x, geom, red, return_indices)
-    )
+    outs = _empty_results(x, geom, red, return_indices)
     uniform = not any(_varies_along(p, geom, axis) for p in geom.plans)
     subs: dict[int, Geometry] = {}
 
@@ -160,18 +154,22 @@ def pool_core(
     return outs if return_indices else outs[0]  # type: ignore[return-value]
 
 
-def _result_dtypes(
+def _empty_results(
     x: Array, geom: Geometry, red: Reduction, return_indices: bool
-) -> list[np.dtype[Any]]:
-    """The dtypes of the results, from one cell pooled by a one-cell window
-    on every pooled axis: the dtypes follow the op and the input dtype, and
-    an empty block of the real windows would still loop over every tap."""
+) -> tuple[Array, ...]:
+    """Unfilled results (values, and indices) of ``geom.out_shape``.
+
+    Their dtypes come from one cell pooled by a one-cell window on every
+    pooled axis: they follow the op and the input dtype, and an empty block
+    of the real windows would still loop over every tap.
+    """
     n = len(geom.plans)
     unit = regular_geometry(
         (1,) * x.ndim, geom.axes, (1,) * n, (1,) * n, ((0, 0),) * n, (1,) * n, False
     )
     probe = _pool_block(np.zeros((1,) * x.ndim, x.dtype), unit, red, return_indices)
-    return [p.dtype for p in (probe if isinstance(probe, tuple) else (probe,))]
+    kinds = probe if isinstance(probe, tuple) else (probe,)
+    return tuple(np.empty(geom.out_shape, dtype=p.dtype) for p in kinds)
 
 
 #: input bytes per block: a block's intermediates stay in the L2/L3 caches
@@ -383,9 +381,7 @@ def _track(
 def _windows_first(geom: Geometry) -> bool:
     """Whole windows outnumbered by their taps (``window_major`` over the
     Cartesian product of the axes): track window by window."""
-    if not geom.plans or any(
-        p.starts is not None and p.starts.ndim != 1 for p in geom.plans
-    ):
+    if not geom.plans or any(p.per_plane for p in geom.plans):
         return False
     windows = math.prod(p.out for p in geom.plans)
     taps = math.prod(len(p.live_taps) for p in geom.plans)
@@ -834,7 +830,7 @@ def window_major(plan: AxisPlan) -> bool:
     """Few windows of many taps (a huge kernel, or adaptive pooling to a few
     cells): a tap loop would take a Python step per tap (a 10**5 kernel took
     0.5 s; PyTorch 1 ms). Windows drawn per plane keep the tap loop."""
-    if plan.starts is not None and plan.starts.ndim != 1:
+    if plan.per_plane:
         return False
     return plan.out * WINDOW_MAJOR < len(plan.live_taps)
 

@@ -147,7 +147,7 @@ def pool_dask(
     from dask.highlevelgraph import HighLevelGraph
 
     check_chunks(x)
-    if any(_per_plane(p) for p in geom.plans):  # windows drawn plane by plane
+    if any(p.per_plane for p in geom.plans):  # windows drawn plane by plane
         x = x.rechunk(dict.fromkeys(geom.axes, -1))
     if not return_indices and geom.plans and all(p.full_axis for p in geom.plans):
         reduced = _global_reduction(x, geom, red)
@@ -170,7 +170,7 @@ def pool_dask(
             axis_blocks.append(blocks)
             continue
         plan = pooled[ax]
-        if _per_plane(plan):  # one block: the whole axis (one chunk, above)
+        if plan.per_plane:  # one block: the whole axis (one chunk, above)
             axis_blocks.append([(0, plan.out, 0, plan.length, 0, 0)])
             out_chunks.append((plan.out,))
             continue
@@ -198,7 +198,7 @@ def pool_dask(
         for ax, (o0, o1, a, b, c0, _) in enumerate(specs):
             start = int(in_bounds[ax][c0])
             cut.append((a - start, b - start))
-            if ax in pooled and _per_plane(pooled[ax]):
+            if ax in pooled and pooled[ax].per_plane:
                 plans.append(_plane_slice(pooled[ax], batch))
             elif ax in pooled:
                 plans.append(pooled[ax].restrict(o0, o1, a, b - a))
@@ -225,11 +225,6 @@ def pool_dask(
         graph_i, idxs, chunks, meta=np.empty((0,) * ndim, dtype=np.int64)
     )
     return values, indices
-
-
-def _per_plane(plan: AxisPlan) -> bool:
-    """Windows drawn per (n, c) plane (fractional pooling)."""
-    return plan.starts is not None and plan.starts.ndim > 1
 
 
 def _plane_slice(plan: AxisPlan, batch: dict[int, tuple[int, int]]) -> AxisPlan:
@@ -316,7 +311,7 @@ def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
     shape = [batch.get(ax, 1) for ax in range(x.ndim)]
     first = {ax: (0, n) for ax, n in batch.items()}
     for p in geom.plans:
-        if _per_plane(p):  # one whole plane
+        if p.per_plane:  # one whole plane
             plans.append(_plane_slice(p, first))
             shape[p.axis] = p.length
             continue
@@ -528,7 +523,7 @@ def _touching(plan: AxisPlan, c0: int, c1: int) -> tuple[int, int, int, int] | N
     name a cell of any row (see ``grad._routed``); ``grad_dask`` then keeps
     planes whole.
     """
-    if _per_plane(plan):  # whole planes (the chunk is the whole axis)
+    if plan.per_plane:  # whole planes (the chunk is the whole axis)
         return 0, plan.out, 0, plan.length
     if plan.has_empty_window:
         return 0, plan.out, *_needed(plan, 0, plan.out)
@@ -598,7 +593,7 @@ def grad_dask(
     chunks = x.chunks
     # whole planes: windows drawn per plane (as the forward), or a window
     # wholly in padding, whose index may name a cell of any row (grad._routed)
-    if any(_per_plane(p) for p in geom.plans) or (
+    if any(p.per_plane for p in geom.plans) or (
         route is not None and any(p.has_empty_window for p in geom.plans)
     ):
         x = x.rechunk(dict.fromkeys(pooled, -1))

@@ -224,6 +224,11 @@ class AxisPlan:
     whole_pad_after: int | None = None
 
     @property
+    def per_plane(self) -> bool:
+        """Windows drawn per (n, c) plane (fractional pooling)."""
+        return self.starts is not None and self.starts.ndim > 1
+
+    @property
     def first_tap(self) -> IntArray:
         """(out,) index of the first valid tap of each window (argmax start)."""
         return self._table("first_tap")

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._core import _acc_dtype, _cell_bytes, _fill_value, is_dask, window_major
+from ._core import (
+    _acc_dtype,
+    _cell_bytes,
+    _fill_value,
+    _index,
+    is_dask,
+    window_major,
+)
 from ._geometry import (
     AxisPlan,
     Geometry,
@@ -606,12 +613,6 @@ def _sum_order(plan: AxisPlan) -> list[Tap]:
 
 # --------------------------------------------------------------------------
 # shared: taps read without padding
-
-
-def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
-    index = [slice(None)] * ndim
-    index[axis] = sl
-    return tuple(index)
 
 
 def _zero(xp: Any, like: Any) -> Any:
