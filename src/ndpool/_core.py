@@ -35,7 +35,7 @@ import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -281,7 +281,9 @@ def _pool_block(
     if out_dtype is None and x.dtype.kind == "f":
         out_dtype = x.dtype  # float16 sums in float32 but keeps its dtype
     into = _into(values_dest, _acc_dtype(x.dtype, red.op), out_dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as torch
+    # inf - inf is NaN, a sum may overflow to inf, an empty window's
+    # average is 0/0: values here, as in torch, not errors
+    with np.errstate(all="ignore"):
         return _cast(_summed(x, geom, red, into), out_dtype)
 
 
@@ -680,6 +682,8 @@ def _acc_dtype(dtype: np.dtype[Any], op: str) -> np.dtype[Any]:
 def _summed(
     x: Array, geom: Geometry, red: Reduction, into: Array | None = None
 ) -> Array:
+    """Window sums, averages and Lp norms; called with NumPy's float errors
+    ignored (``_pool_block``): inf, NaN and 0/0 are values here."""
     acc = _acc_dtype(x.dtype, red.op)
     omit = red.nan_omit and x.dtype.kind == "f"
     nan_mask = np.isnan(x) if omit else None
@@ -688,8 +692,7 @@ def _summed(
         p = red.norm_type
         assert p is not None
         base = x.astype(acc, copy=False)
-        with np.errstate(all="ignore"):
-            terms = np.power(np.abs(base) if red.op == "lp" else base, acc.type(p))
+        terms = np.power(np.abs(base) if red.op == "lp" else base, acc.type(p))
         if red.op == "torch_lp":  # PyTorch rounds each step to the input dtype
             terms = _rounded(terms, x.dtype)
     else:
@@ -702,48 +705,45 @@ def _summed(
         _sum_all(nan_mask, geom, np.dtype(np.int64)) if nan_mask is not None else None
     )
 
-    with np.errstate(all="ignore"):
-        if red.op == "sum":
-            result = total
-        elif red.op == "lp":
-            p = red.norm_type
-            assert p is not None
-            # a sum of |x|**p past the float range (or in its subnormals)
-            # loses the norm: those windows are summed again, rescaled
-            info = np.finfo(acc)
-            # (below smallest_normal / eps the terms may be subnormal, each
-            # off by up to 2**-149 in float32: redone as well)
-            tiny = info.smallest_normal / info.eps
-            lost = ~((total >= tiny) & (total <= info.max))
-            result = np.power(total, acc.type(1.0 / p), out=total)
-            if lost.any():
-                _rescaled_norm(x, geom, p, omit, result, lost)
-        elif red.op == "torch_lp":
-            assert red.norm_type is not None
-            mean = total / geom.window_count(include_pad=True).astype(acc)
-            mean = _rounded(mean, x.dtype)
-            scaled = _rounded(
-                np.sign(mean)
-                * np.maximum(np.abs(mean), 0)
-                * acc.type(geom.kernel_volume),
-                x.dtype,
-            )
-            result = np.power(scaled, acc.type(1.0 / red.norm_type))
-        else:  # avg
-            uniform = None
-            if nan_count is None:
-                uniform = geom.uniform_count(include_pad=red.count_include_pad)
-            if red.divisor_override is not None:
-                divisor: Any = acc.type(red.divisor_override)
-            elif uniform is not None:
-                divisor = acc.type(uniform)  # every window alike
-            else:
-                count = geom.window_count(include_pad=red.count_include_pad)
-                if nan_count is not None:
-                    count = count - nan_count
-                divisor = count.astype(acc)
-            # the sums are a fresh array of the accumulation dtype: divide in place
-            result = np.divide(total, divisor, out=total, casting="unsafe")
+    if red.op == "sum":
+        result = total
+    elif red.op == "lp":
+        p = red.norm_type
+        assert p is not None
+        # a sum of |x|**p past the float range (or in its subnormals)
+        # loses the norm: those windows are summed again, rescaled
+        info = np.finfo(acc)
+        # (below smallest_normal / eps the terms may be subnormal, each
+        # off by up to 2**-149 in float32: redone as well)
+        tiny = info.smallest_normal / info.eps
+        lost = ~((total >= tiny) & (total <= info.max))
+        result = np.power(total, acc.type(1.0 / p), out=total)
+        if lost.any():
+            _rescaled_norm(x, geom, p, omit, result, lost)
+    elif red.op == "torch_lp":
+        assert red.norm_type is not None
+        mean = total / geom.window_count(include_pad=True).astype(acc)
+        mean = _rounded(mean, x.dtype)
+        scaled = _rounded(
+            np.sign(mean) * np.maximum(np.abs(mean), 0) * acc.type(geom.kernel_volume),
+            x.dtype,
+        )
+        result = np.power(scaled, acc.type(1.0 / red.norm_type))
+    else:  # avg
+        uniform = None
+        if nan_count is None:
+            uniform = geom.uniform_count(include_pad=red.count_include_pad)
+        if red.divisor_override is not None:
+            divisor: Any = acc.type(red.divisor_override)
+        elif uniform is not None:
+            divisor = acc.type(uniform)  # every window alike
+        else:
+            count = geom.window_count(include_pad=red.count_include_pad)
+            if nan_count is not None:
+                count = count - nan_count
+            divisor = count.astype(acc)
+        # the sums are a fresh array of the accumulation dtype: divide in place
+        result = np.divide(total, divisor, out=total, casting="unsafe")
     if nan_count is not None:
         empty = geom.window_count(include_pad=False) == nan_count
         if np.any(empty):
@@ -809,12 +809,8 @@ def _fold_all(
     cur = x
     for i, plan in enumerate(plans):
         last = i == len(plans) - 1
-        if not last:  # a pass may widen an axis the next ones shrink
-            shape = list(cur.shape)
-            shape[plan.axis] = plan.out
-            if math.prod(shape) > x.size:
-                name = "the pooling arguments (between two axes' passes)"
-                check_output_size(shape, name, itemsize=acc.itemsize)
+        if not last:
+            check_pass(cur.shape, plan, x.size, acc.itemsize)
         cur = _fold_pass(cur, plan, fold, fill, acc, into if last else None)
     if cur is x:
         cur = x.astype(acc, copy=True)
@@ -835,6 +831,18 @@ def window_major(plan: AxisPlan) -> bool:
     return plan.out * WINDOW_MAJOR < len(plan.live_taps)
 
 
+def check_pass(shape: Sequence[int], plan: AxisPlan, size: int, itemsize: int) -> None:
+    """Refuse (ValueError) a pass over ``plan`` of an array of ``shape``
+    whose result no memory holds, where the input (``size`` cells) fits: a
+    pass may widen an axis that the next ones shrink (padded windows beside
+    an axis summed whole). ``itemsize``: the bytes a result cell takes."""
+    after = list(shape)
+    after[plan.axis] = plan.out
+    if math.prod(after) > size:
+        name = "the pooling arguments (between two axes' passes)"
+        check_output_size(after, name, itemsize=itemsize)
+
+
 def _whole(plan: AxisPlan) -> bool:
     """One window spanning the whole axis."""
     return plan.full_axis
@@ -846,19 +854,23 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
     otherwise) summed by one einsum, so every layout sums in the same order.
     """
     pooled = geom.axes
-    order = [a for a in range(x.ndim) if a not in pooled] + list(pooled)
-    if order != list(range(x.ndim)):
+    first = x.ndim - len(pooled)
+    if pooled != tuple(range(first, x.ndim)):
+        order = [a for a in range(x.ndim) if a not in pooled] + list(pooled)
         x = np.transpose(x, order)
-    cells = math.prod(x.shape[x.ndim - len(pooled) :])
+    cells = math.prod(x.shape[first:])
     matrix = np.ascontiguousarray(x).reshape(-1, cells)
     total = np.empty(matrix.shape[0], dtype=acc)
     # rows are independent: large inputs share them out, one span a thread.
     # Below 4 blocks a thread, waking a helper and waiting for it costs
     # about what it saves (measured: 12.8 MB, 0.29 ms either way)
-    share_bytes = 4 * BLOCK_BYTES
-    threads = max(1, min(get_num_threads(), matrix.nbytes // share_bytes, len(total)))
-    edges = [len(total) * i // threads for i in range(threads + 1)]
-    share(lambda e: _row_sums(matrix, total, *e), itertools.pairwise(edges), threads)
+    threads = min(get_num_threads(), matrix.nbytes // (4 * BLOCK_BYTES), len(total))
+    if threads <= 1:
+        _row_sums(matrix, total, 0, len(total))
+    else:
+        edges = [len(total) * i // threads for i in range(threads + 1)]
+        spans = itertools.pairwise(edges)
+        share(lambda e: _row_sums(matrix, total, *e), spans, threads)
     return total.reshape(geom.out_shape)
 
 
@@ -899,36 +911,81 @@ def _fold_pass(
                 fold.reduce(part, axis=a, keepdims=True, dtype=acc, out=dest)
         return out
 
-    def region(span: slice) -> tuple[slice, ...]:
-        return _index(src.ndim, a, span)
+    sched = _schedule(plan, src.ndim)
 
-    def cells(tap: Tap) -> Array:
+    def cells(step: _Step) -> Array:
+        if step.read is not None:
+            return src[step.read]
+        tap = step.tap
         v = _axis_tap(src, plan, tap)
         if fold is np.add and tap.valid is not None:  # clipped taps repeat a cell
             valid = tap.valid
             v = np.where(valid if valid.ndim != 1 else _along(valid, a, src.ndim), v, 0)
         return v
 
-    taps = list(plan.spans())
-    every = slice(0, plan.out)
-    full = [t for t in taps if t.windows == every][:2]
-    rest = [t for t in taps if not any(t is f for f in full)]
-    if not full:
+    if not sched.first:
         out.fill(fill)
-    elif len(full) == 1 and not rest:
-        np.copyto(out, cells(full[0]), casting="unsafe")
+    elif len(sched.first) == 1:
+        np.copyto(out, cells(sched.first[0]), casting="unsafe")
     else:
         # two taps initialise the output: every window has the first
-        base = cells(full[0])
-        second = full[1] if len(full) > 1 else rest.pop(0)
-        span = second.windows
-        fold(base[region(span)], cells(second), out=out[region(span)], dtype=acc)
-        for edge in _outside(span, plan.out):
-            np.copyto(out[region(edge)], base[region(edge)], casting="unsafe")
-    for tap in rest:
-        part = out[region(tap.windows)]
-        fold(part, cells(tap), out=part, dtype=acc)
+        base, second = cells(sched.first[0]), sched.first[1]
+        fold(base[second.into], cells(second), out=out[second.into], dtype=acc)
+        for edge in sched.edges:
+            np.copyto(out[edge], base[edge], casting="unsafe")
+    for step in sched.rest:
+        part = out[step.into]
+        fold(part, cells(step), out=part, dtype=acc)
     return out
+
+
+class _Step(NamedTuple):
+    """One tap of a pass: the index of its cells (None: gathered, irregular
+    windows) and of the output windows it folds into."""
+
+    tap: Tap
+    read: tuple[slice, ...] | None
+    into: tuple[slice, ...]
+
+
+class _Schedule(NamedTuple):
+    """A pass's taps in order: ``first`` initialise the output (none: the
+    fill; one: a copy; two: the first, which every window has, folded with
+    the second, and copied to the ``edges`` the second misses), then every
+    step of ``rest`` folds into its windows."""
+
+    first: tuple[_Step, ...]
+    edges: tuple[tuple[slice, ...], ...]
+    rest: tuple[_Step, ...]
+
+
+def _schedule(plan: AxisPlan, ndim: int) -> _Schedule:
+    """``plan``'s pass over an ``ndim``-D array, worked out once per plan
+    and kept beside its taps (unless those are not kept: a huge kernel)."""
+    kept: dict[int, _Schedule] | None = plan.__dict__.get("_schedules")
+    if kept is not None and ndim in kept:
+        return kept[ndim]
+    taps = plan.spans()
+    a = plan.axis
+
+    def step(tap: Tap) -> _Step:
+        read = _index(ndim, a, tap.cells) if isinstance(tap.cells, slice) else None
+        return _Step(tap, read, _index(ndim, a, tap.windows))
+
+    steps = [step(t) for t in taps]
+    every = slice(0, plan.out)
+    first = [s for s in steps if s.tap.windows == every][:2]
+    rest = [s for s in steps if not any(s is f for f in first)]
+    edges: list[tuple[slice, ...]] = []
+    if first and rest and len(first) == 1:
+        first.append(rest.pop(0))
+    if len(first) == 2:
+        span = first[1].tap.windows
+        edges = [_index(ndim, a, e) for e in _outside(span, plan.out)]
+    sched = _Schedule(tuple(first), tuple(edges), tuple(rest))
+    if isinstance(taps, tuple):  # the plan keeps its taps: keep this too
+        plan.__dict__.setdefault("_schedules", {})[ndim] = sched
+    return sched
 
 
 def _outside(span: slice, n: int) -> list[slice]:

@@ -840,10 +840,12 @@ def _adaptive_axis(axis: int, length: int, out: int, ndim: int) -> AxisPlan:
     return _irregular_axis(axis, length, starts, ends, ndim, out)
 
 
+@functools.lru_cache(maxsize=256)
 def adaptive_geometry(
     shape: tuple[int, ...], axes: tuple[int, ...], output_size: tuple[int, ...]
 ) -> Geometry:
-    """Adaptive windows ``[floor(i*L/O), ceil((i+1)*L/O))`` per axis."""
+    """Adaptive windows ``[floor(i*L/O), ceil((i+1)*L/O))`` per axis; kept
+    per shape (a geometry is immutable, and its plans are kept anyway)."""
     out_shape = list(shape)
     for a, o in zip(axes, output_size, strict=True):
         out_shape[a] = o

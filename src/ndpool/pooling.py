@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+import threading
+from collections.abc import Hashable, Sequence
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy.typing as npt
 
 from ._core import Reduction, is_dask, pool_core
 from ._geometry import (
+    Geometry,
     as_int_tuple,
     check_dtype,
     check_int_range,
@@ -199,8 +201,91 @@ def pool_windows(
     """Validate window arguments for ``axes`` of ``x`` and pool.
 
     ``allowed_lengths`` lets the torch wrappers accept PyTorch's
-    length-1 tuples.
+    length-1 tuples. Arguments seen before (same values of the same types,
+    same shape) reuse their checked geometry: the checks cost a small
+    call more than its pooling.
     """
+    args = (
+        kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+        divisor_override, norm_type, return_indices, nan_policy, dtype,
+    )  # fmt: skip
+    key = _memo_key(x.shape, axes, op, allowed_lengths, args)
+    checked = None if key is None else _checked.get(key)
+    if checked is None:
+        checked = _check_windows(x.shape, axes, op, allowed_lengths, *args)
+        if key is not None:
+            _remember(key, checked)
+    geom, red, indices = checked
+    return pool_core(x, geom, red, return_indices=indices)
+
+
+#: checked arguments kept, most recent last (a dict keeps insertion order)
+_CHECKED_KEPT = 256
+_checked: dict[Hashable, tuple[Geometry, Reduction, bool]] = {}
+_checked_lock = threading.Lock()
+_SCALARS = frozenset({int, float, bool, str, type(None)})
+
+
+def _tagged(value: object) -> Hashable:
+    """``value`` with its type, recursively: 2, 2.0 and True are equal keys
+    to a dict, not to the checks (a float kernel size is refused)."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return (kind, *map(_tagged, value))  # type: ignore[call-overload]
+    if kind in _SCALARS or isinstance(value, (np.generic, np.dtype, type)):
+        return (kind, value)
+    raise TypeError  # not a plain argument: checked every time
+
+
+def _memo_key(
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    op: str,
+    allowed_lengths: Sequence[int] | None,
+    args: tuple[object, ...],
+) -> Hashable | None:
+    """A key for :data:`_checked`, or None for arguments not to keep."""
+    kinds = tuple(map(type, args))
+    try:
+        if tuple in kinds or list in kinds:
+            tagged: tuple[object, ...] = tuple(map(_tagged, args))
+        else:
+            if not all(k in _SCALARS for k in kinds):
+                tagged = tuple(map(_tagged, args))
+            else:
+                tagged = args
+        key = (shape, axes, op, allowed_lengths, kinds, tagged)
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _remember(key: Hashable, checked: tuple[Geometry, Reduction, bool]) -> None:
+    with _checked_lock:
+        if len(_checked) >= _CHECKED_KEPT:
+            del _checked[next(iter(_checked))]
+        _checked[key] = checked
+
+
+def _check_windows(
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    op: str,
+    allowed_lengths: Sequence[int] | None,
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil_mode: object,
+    count_include_pad: object,
+    divisor_override: object,
+    norm_type: object,
+    return_indices: object,
+    nan_policy: object,
+    dtype: npt.DTypeLike | None,
+) -> tuple[Geometry, Reduction, bool]:
+    """What :func:`pool_windows` checks: (geometry, reduction, indices)."""
     n = len(axes)
     kernel = as_int_tuple(
         kernel_size, n, "kernel_size", allowed_lengths=allowed_lengths
@@ -213,10 +298,9 @@ def pool_windows(
         check_positive(strides, "stride", axes)
     dilations = as_int_tuple(dilation, n, "dilation", allowed_lengths=allowed_lengths)
     check_positive(dilations, "dilation", axes)
-    shape = tuple(x.shape[a] for a in axes)
     pads, _ = resolve_padding(
         padding,
-        shape,
+        tuple(shape[a] for a in axes),
         kernel,
         strides,
         dilations,
@@ -248,8 +332,8 @@ def pool_windows(
         norm_type=p,
         dtype=None if dtype is None else check_out_dtype(dtype),
     )
-    geom = regular_geometry(x.shape, axes, kernel, strides, pads, dilations, ceil)
-    return pool_core(x, geom, red, return_indices=indices)
+    geom = regular_geometry(shape, axes, kernel, strides, pads, dilations, ceil)
+    return geom, red, indices
 
 
 # --------------------------------------------------------------------------
