@@ -306,6 +306,27 @@ def test_output_beyond_memory_is_a_value_error(backend: Backend, call: Any) -> N
         call(to(np.ones((1, 1, 1))))
 
 
+@pytest.mark.parametrize(
+    ("op", "return_indices"),
+    [("max", False), ("max", True), ("avg", False), ("sum", False), ("lp", False)],
+)
+def test_a_pass_larger_than_memory_is_refused(
+    backend: Backend, op: str, return_indices: bool
+) -> None:
+    """As on NumPy (tests/test_robustness.py): 10**5 padded windows beside a
+    200,000-cell axis summed whole. Input and output are small; the first
+    pass (the innermost axis) would be 160 GB. A ValueError naming the
+    passes, not the allocator's error."""
+    _, to = backend
+    k, n = 10**5, 200_000
+    t = to(np.ones((n, 1)))
+    kw: dict[str, Any] = {"stride": 1, "padding": ((0, 0), (k - 1, k - 1))}
+    if op == "lp":
+        kw["norm_type"] = 2.0
+    with pytest.raises(ValueError, match="between two axes' passes"):
+        ndpool.pool(t, (n, k), op=op, return_indices=return_indices, **kw)
+
+
 def test_output_size_counts_the_indices(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,3 +388,67 @@ def test_max_gradient_adds_in_output_order(
     g = rng.standard_normal(out.shape).astype(np.float32)
     got, want, t = _vjp_both(to, fn, x, g, *args)
     _same(got, want, t)
+
+
+def test_gradient_and_indices_of_another_library_are_refused(backend: Backend) -> None:
+    """A pullback of an Array-API input takes a gradient of the same library,
+    and unpooling takes indices of the same library: anything else is a
+    TypeError naming the argument (it was an AttributeError)."""
+    xp, to = backend
+    t = to(np.arange(36.0).reshape(1, 1, 6, 6))
+    _, pull = ndpool.vjp(F.max_pool2d, t, 2)
+    for bad in (np.ones((1, 1, 3, 3)), 1.0, [[1.0]]):
+        with pytest.raises(TypeError, match="grad_out must be an array of the input"):
+            pull(bad)
+    values, idx = F.max_pool2d(t, 2, return_indices=True)
+    with pytest.raises(TypeError, match="indices must be an array of the input"):
+        F.max_unpool2d(values, host(idx), 2)
+    if xp.__name__ == "torch":  # the others have no integer-array scatter
+        assert host(F.max_unpool2d(values, idx, 2)).max() == 35.0
+
+
+def test_torch_meta_tensors_give_shapes() -> None:
+    """Meta tensors hold no values: every check of values is skipped and the
+    result has the right shape, as PyTorch's own functions do."""
+    torch = pytest.importorskip("torch")
+    m = torch.empty((2, 3, 8, 8), device="meta")
+    assert ndpool.pool(m, (2, 2), op="lp", norm_type=3.0).shape == (2, 3, 4, 4)
+    assert ndpool.global_lp_pool(m, norm_type=2.0).shape == (2, 3)
+    out, pull = ndpool.vjp(ndpool.pool, m, (2, 2), op="lp", norm_type=2.0)
+    assert pull(torch.empty(out.shape, device="meta")).shape == (2, 3, 8, 8)
+    idx = torch.empty((2, 3, 4, 4), dtype=torch.int64, device="meta")
+    assert F.max_unpool2d(torch.empty((2, 3, 4, 4), device="meta"), idx, 2).shape == (
+        2, 3, 8, 8,
+    )  # fmt: skip
+
+
+def test_lp_under_jax_jit_rescales_as_eagerly() -> None:
+    """Inside ``jax.jit`` the overflow test cannot branch on values: the
+    rescaled norms are always worked out, so the 1e200 window's norm is
+    right there too, and so is its gradient."""
+    pytest.importorskip("jax")
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
+    x[0, 0, 0, 0] = 1e200
+
+    def norm(a: Any) -> Any:
+        return ndpool.pool(a, (2, 2), op="lp", norm_type=2.0)
+
+    want = ndpool.pool(x, (2, 2), op="lp", norm_type=2.0)
+    got = np.asarray(jax.jit(norm)(jnp.asarray(x)))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[0, 0, 0, 0] == pytest.approx(1e200)
+
+    def grad(a: Any) -> Any:
+        out, pull = ndpool.vjp(ndpool.pool, a, (2, 2), op="lp", norm_type=2.0)
+        return pull(jnp.ones(out.shape, dtype=out.dtype))
+
+    _, pull = ndpool.vjp(ndpool.pool, x, (2, 2), op="lp", norm_type=2.0)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(grad)(jnp.asarray(x))),
+        pull(np.ones(want.shape)),
+        rtol=1e-12,
+    )

@@ -36,6 +36,7 @@ from ._core import (
     _cell_bytes,
     _fill_value,
     _index,
+    check_pass,
     is_dask,
     window_major,
 )
@@ -139,6 +140,20 @@ def to_host(x: Any) -> np.ndarray[Any, Any]:
     if module.startswith("torch"):  # DLPack refuses a tensor that needs grad
         return np.asarray(x.detach().cpu().numpy())
     return np.from_dlpack(x)
+
+
+def readable(a: Any) -> bool:
+    """Whether ``a``'s values can be read on the host now: not a torch
+    tensor on the "meta" device (shapes only), nor a JAX tracer (inside
+    ``jax.jit``). Where they cannot, a check of the values is skipped and
+    a branch on them takes the path right for any value."""
+    if getattr(a, "is_meta", False):
+        return False
+    if type(a).__module__.startswith("jax"):
+        import jax
+
+        return not isinstance(a, jax.core.Tracer)
+    return True
 
 
 def _xp_dtype(xp: Any, dtype: np.dtype[Any]) -> Any:
@@ -322,8 +337,14 @@ def _compare(
     is_float = dtype.kind == "f"
     cur = x
     codes: dict[int, Any] = {}
-    for plan in reversed(geom.plans):
+    plans = geom.plans[::-1]
+    for i, plan in enumerate(plans):
         a = plan.axis
+        if i < len(plans) - 1:  # as the core: a pass no memory holds
+            cells = np_dtype(xp, cur.dtype).itemsize + (
+                8 * (len(codes) + 1) if track else 0
+            )
+            check_pass(cur.shape, plan, math.prod(x.shape), cells)
         if window_major(plan):  # few windows of many taps: a reduce each
             if track:
                 cur, codes = _track_by_window(
@@ -507,7 +528,7 @@ def _summed(
         info = np.finfo(acc_np)  # sums past the float range: see _core
         tiny, big = float(info.smallest_normal / info.eps), float(info.max)
         lost = ~((total >= tiny) & (total <= big))
-        if bool(xp.any(lost)):
+        if not readable(lost) or bool(xp.any(lost)):  # see readable()
             result = _rescaled_norm(xp, xp.astype(x, acc), geom, red, result, lost)
     elif red.op == "torch_lp":
         count = _const(xp, geom.window_count(include_pad=True), like, acc)
@@ -567,8 +588,12 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
         return xp.sum(cells, axis=a, keepdims=True, dtype=cells.dtype)
 
     cur = x
-    for plan in reversed(geom.plans):
+    plans = geom.plans[::-1]
+    for i, plan in enumerate(plans):
         a = plan.axis
+        if i < len(plans) - 1:  # as the core: a pass no memory holds
+            cells = np_dtype(xp, cur.dtype).itemsize
+            check_pass(cur.shape, plan, math.prod(x.shape), cells)
         if window_major(plan):  # few windows of many taps: a sum each
             cur = _by_window(xp, cur, plan, window_sum, 0)
             continue
@@ -727,7 +752,9 @@ def unpool_xp(
     cells = math.prod(xt.shape[x.ndim - nd :])
     x2 = xp.reshape(xt, (n_batch, cells))  # not -1: n_batch may be 0
     i2 = xp.reshape(it, (n_batch, cells))
-    if n_batch and cells and plane:  # as the core: an empty output reads no index
+    # as the core: an empty output reads no index (nor can a meta tensor
+    # or a traced one: their indices go unchecked, as in PyTorch)
+    if n_batch and cells and plane and readable(i2):
         lo, hi = int(xp.min(i2)), int(xp.max(i2))
         if lo < 0 or hi >= plane:
             bad = lo if lo < 0 else hi

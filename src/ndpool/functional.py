@@ -791,7 +791,16 @@ def _max_unpool(
     name = f"max_unpool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
     check_unmasked(indices, f"{name}: indices")
-    keep = namespace(arr) is not None or (is_dask(arr) and is_dask(indices))
+    xp = namespace(arr)
+    if xp is not None and namespace(indices) is not xp:
+        kind = type(indices)
+        msg = (
+            f"{name}: indices must be an array of the input's library "
+            f"({type(arr).__module__}.{type(arr).__name__}), got "
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+        raise TypeError(msg)
+    keep = xp is not None or (is_dask(arr) and is_dask(indices))
     idx: Any = indices if keep else np.asarray(indices)
     if host_dtype(idx) != np.int64:
         msg = f"{name}: indices must have dtype int64, got {idx.dtype}"

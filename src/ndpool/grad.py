@@ -47,7 +47,14 @@ from ._core import (
 from ._geometry import AxisPlan, Geometry
 from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
-from ._xp import host_dtype, namespace, pairs_xp, route_xp, sum_adjoint_xp
+from ._xp import (
+    host_dtype,
+    namespace,
+    pairs_xp,
+    readable,
+    route_xp,
+    sum_adjoint_xp,
+)
 from .pooling import (
     as_array,
     check_norm_type,
@@ -440,6 +447,11 @@ def _ns(x: Any) -> Any:
     return np if xp is None else xp
 
 
+def _same_library(a: object, xp: Any) -> bool:
+    """Whether ``a`` is an array of the Array-API namespace ``xp``."""
+    return namespace(a) is xp
+
+
 def _astype(xp: Any, a: Any, dtype: Any) -> Any:
     return a.astype(dtype, copy=False) if xp is np else xp.astype(a, dtype)
 
@@ -447,10 +459,18 @@ def _astype(xp: Any, a: Any, dtype: Any) -> Any:
 def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
     """Wrap ``grad`` with the checks and the cast every pullback shares."""
     shape, dtype = tuple(x.shape), x.dtype
-    xp = _ns(x)
+    xp: Any = _ns(x)
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
         check_unmasked(grad_out, "pullback: grad_out")
+        if xp is not np and not _same_library(grad_out, xp):
+            given = type(grad_out)
+            msg = (
+                f"pullback: grad_out must be an array of the input's library "
+                f"({type(x).__module__}.{type(x).__name__}), got "
+                f"{given.__module__}.{given.__qualname__}"
+            )
+            raise TypeError(msg)
         g: Any = np.asarray(grad_out) if xp is np else grad_out
         kind = host_dtype(g).kind if xp is not np else g.dtype.kind
         _check_grad_out(g, kind, out_shape)
@@ -593,7 +613,9 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     # gets no gradient, not 0 times its (here NaN or inf) factor; PyTorch's
     # lp_pool raises every cell to p, so its factor applies everywhere
     uncovered = red.op == "lp" and cell is not None
-    uncovered = uncovered and not bool(xp.all(xp.isfinite(cell)))
+    uncovered = uncovered and (
+        not readable(cell) or not bool(xp.all(xp.isfinite(cell)))
+    )  # unreadable (meta, jit): the mask, right for any value
     covered: list[Array] = []  # worked out on the first call
 
     def spread(g: Array) -> Array:
@@ -666,7 +688,8 @@ def _powers_overflow(norm: Array, red: Reduction, acc: np.dtype[Any], xp: Any) -
             (power >= float(info.smallest_normal / info.eps))
             & (power <= float(info.max))
         )
-    return bool(xp.any(lost))
+    # unreadable (meta, jit): the pairwise path, right for any value
+    return not readable(lost) or bool(xp.any(lost))
 
 
 def _lp_by_pairs(
