@@ -543,8 +543,8 @@ def pool_pixels(
     and Lp of 8-bit pixels hold float64 copies of them (column sums 4
     times the image for a 2x2 average; ``|x|`` and ``|x| ** p``, 8 times
     it each, for Lp): about 8 and 25 times the image at the peak. In
-    bands, the extra memory is a few times ``_BAND_BYTES`` (8 MiB). A
-    float image with NaN is pooled in one call (see :func:`_has_nan`).
+    bands, the extra memory is a few times ``_BAND_BYTES`` (8 MiB). Every
+    NaN of a float result is written as NumPy's ``nan`` (:func:`_one_nan`).
 
     Examples
     --------
@@ -574,25 +574,26 @@ def pool_pixels(
     work = pixels.dtype.itemsize if pixels.dtype.kind == "f" else 8
     expansion = max(1, work // pixels.dtype.itemsize) if op in ("avg", "lp") else 1
     height = pixels.shape[0]
-    if height < 2 or pixels.nbytes * expansion <= 2 * _BAND_BYTES or _has_nan(pixels):
-        return pooled(pixels)
+    if height < 2 or pixels.nbytes * expansion <= 2 * _BAND_BYTES:
+        return _one_nan(pooled(pixels))
     rows = max(1, _BAND_BYTES // max(1, pixels.nbytes // height * expansion))
-    return _pool_in_bands(
-        pixels, pooled, kernel, stride or kernel, padding, ceil_mode, rows
-    )
+    step = stride or kernel
+    bands = _pool_in_bands(pixels, pooled, kernel, step, padding, ceil_mode, rows)
+    return _one_nan(bands)
 
 
-def _has_nan(pixels: Pixels) -> bool:
-    """Whether float ``pixels`` hold a NaN (looked for a band at a time).
+def _one_nan(out: Pixels) -> Pixels:
+    """``out`` with every NaN written as NumPy's ``nan``.
 
     Which of two NaNs a sum or max passes on, and so the sign and payload
-    of the NaN it gives, depends on where NumPy's loops meet the cells; a
-    float image with NaN is pooled in one call, bit for bit as before.
+    of the NaN it gives, depends on where NumPy's loops meet the cells,
+    which banding moves: the image writes one NaN, whatever the bands.
     """
-    if pixels.dtype.kind != "f":
-        return False
-    spans = _row_spans(pixels, _BAND_BYTES)
-    return any(np.isnan(pixels[top:bottom]).any() for top, bottom in spans)
+    if out.dtype.kind == "f":
+        nan = np.isnan(out)
+        if nan.any():
+            out[nan] = np.nan
+    return out
 
 
 def _output_length(length: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
