@@ -177,6 +177,45 @@ def test_max_pool(
         assert_exact(fn(x, *args), tfn(t(x), *args))
 
 
+@pytest.mark.parametrize(
+    ("phase_bytes", "select_cells"), [(0, 0), (0, 1 << 62), (1 << 62, 0)]
+)
+@pytest.mark.parametrize(
+    ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
+    _max_cases()[::6],
+)
+def test_max_pool_indices_on_every_tap_loop(
+    monkeypatch: pytest.MonkeyPatch,
+    phase_bytes: int,
+    select_cells: int,
+    nd: int,
+    sizes: tuple[int, ...],
+    kernel: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil: bool,
+    batched: bool,
+) -> None:
+    """The argmax tap loop chooses by size: strided taps read from phase
+    copies from ``_PHASE_BYTES`` of input, ranks update with one masked
+    copy up to ``_SELECT_CELLS`` of output. Test inputs are small, so the
+    test forces each way on a sixth of the grid."""
+    from ndpool import _core
+
+    monkeypatch.setattr(_core, "_PHASE_BYTES", phase_bytes)
+    monkeypatch.setattr(_core, "_SELECT_CELLS", select_cells)
+    shape = shape_of(nd, sizes, batched)
+    fn, tfn = getattr(F, f"max_pool{nd}d"), getattr(TF, f"max_pool{nd}d")
+    args = (kernel, stride, padding, dilation, ceil)
+    for make in (ties, special):
+        x = make(shape)
+        out, idx = fn(x, *args, True)
+        want, want_idx = tfn(t(x), *args, True)
+        assert_exact(out, want)
+        assert_exact(idx, want_idx)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("make", [ties, normal, special])
@@ -330,6 +369,24 @@ def test_lp_pool(
         want = tfn(t(x), norm_type, kernel, stride, ceil).numpy()
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         assert_close(got, want)
+
+
+@pytest.mark.parametrize("norm_type", [math.inf, -math.inf, 2.0])
+@pytest.mark.parametrize("kernel", [2, (2,), [2], (2, 2), (3, 1)])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_lp_pool_kernel_forms_as_torch(nd: int, kernel: Any, norm_type: float) -> None:
+    """PyTorch's lp_pool1d takes an int kernel, but (k,) and [k] too for
+    p = +-inf (it calls max_pool1d); lp_pool2d unpacks exactly two. Either
+    both libraries answer alike or both refuse."""
+    x = normal(shape_of(nd, (6, 5), True))
+    fn, tfn = getattr(F, f"lp_pool{nd}d"), getattr(TF, f"lp_pool{nd}d")
+    try:
+        want = tfn(t(x), norm_type, kernel)
+    except (TypeError, ValueError, RuntimeError):
+        with pytest.raises((TypeError, ValueError)):
+            fn(x, norm_type, kernel)
+        return
+    assert_close(fn(x, norm_type, kernel), want)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

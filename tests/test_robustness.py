@@ -18,7 +18,7 @@ from reference import out_length, reduce_windows, regular_windows
 
 def test_huge_adaptive_output_is_refused_before_any_allocation() -> None:
     x = np.zeros((1, 1, 4, 4), np.float32)
-    with pytest.raises(ValueError, match=r"output_size asks for an output of shape"):
+    with pytest.raises(ValueError, match=r"output_size: an output of shape"):
         F.adaptive_avg_pool2d(x, (10**9, 10**9))
     with pytest.raises(ValueError, match="memory"):
         F.adaptive_max_pool2d(x, 10**12, return_indices=True)
@@ -296,6 +296,29 @@ def test_any_byte_order_pools_as_native(dtype: str, op: str) -> None:
             F.fractional_max_pool2d(swapped, 2, 3, _random_samples=samples),
             F.fractional_max_pool2d(native, 2, 3, _random_samples=samples),
         )
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_big_endian_indices_and_samples_are_native(lazy: bool) -> None:
+    """Indices and random samples in any byte order are taken as their
+    values, as the input is (they were refused: "must have dtype int64,
+    got >i8")."""
+    x = np.random.default_rng(7).random((2, 3, 6, 6))
+    values, idx = F.max_pool2d(x, 2, return_indices=True)
+    samples = np.full((2, 3, 2), 0.5)
+    want_unpool = F.max_unpool2d(values, idx, 2)
+    want_frac = F.fractional_max_pool2d(x, 2, 3, _random_samples=samples)
+    if lazy:
+        da = pytest.importorskip("dask.array")
+        wrap: Any = da.from_array
+    else:
+        wrap = np.asarray
+    got_unpool = F.max_unpool2d(wrap(values), wrap(idx.astype(">i8")), 2)
+    got_frac = F.fractional_max_pool2d(
+        wrap(x.astype(">f8")), 2, 3, _random_samples=wrap(samples.astype(">f8"))
+    )
+    np.testing.assert_array_equal(np.asarray(got_unpool), want_unpool)
+    np.testing.assert_array_equal(np.asarray(got_frac), want_frac)
 
 
 @pytest.mark.parametrize(

@@ -302,7 +302,7 @@ def test_output_beyond_memory_is_a_value_error(backend: Backend, call: Any) -> N
     """A terabyte output is refused before anything is allocated, as for a
     NumPy array, not by the library's allocator."""
     _, to = backend
-    with pytest.raises(ValueError, match=r"the pooling arguments .* memory"):
+    with pytest.raises(ValueError, match=r"the pooling arguments: .* memory"):
         call(to(np.ones((1, 1, 1))))
 
 
@@ -452,3 +452,17 @@ def test_lp_under_jax_jit_rescales_as_eagerly() -> None:
         pull(np.ones(want.shape)),
         rtol=1e-12,
     )
+
+
+def test_dtype_may_be_the_librarys_own(backend: Backend) -> None:
+    """``dtype=`` takes the input library's dtype objects (``torch.uint8``,
+    ``xps.uint8``) as well as NumPy's, with the same result."""
+    xp, to = backend
+    x = np.arange(32.0).reshape(2, 1, 4, 4)
+    t = to(x)
+    for name in ("uint8", "int16", "float64"):
+        got = ndpool.pool(t, (2, 2), op="avg", dtype=getattr(xp, name))
+        assert got.dtype == getattr(xp, name)
+        _same(got, ndpool.pool(x, (2, 2), op="avg", dtype=np.dtype(name)), t)
+    with pytest.raises(TypeError, match="dtype="):
+        ndpool.global_avg_pool(t, dtype=xp.complex128)

@@ -455,18 +455,34 @@ def _track_loop(
         assert p.first_tap is not None
         rank += geom.along(p, p.first_tap * weight).astype(code_t)
     mask = np.empty(geom.out_shape, dtype=bool)
-    scratch = np.empty(geom.out_shape, dtype=code_t)
+    # a masked copy is one call but slow per cell: for small outputs only
+    # (either way the rank becomes r where replaced: ranks only grow)
+    select = rank.size <= _SELECT_CELLS
+    scratch = None if select else np.empty(geom.out_shape, dtype=code_t)
     for r, v, region in _window_taps(x, geom):
-        out, m, c, s = values[region], mask[region], rank[region], scratch[region]
+        out, m, c = values[region], mask[region], rank[region]
         better(v, out, out=m)
         if nan_rule == "propagate":
             m |= np.isnan(v)
         elif nan_rule == "omit":
             m |= np.isnan(out) & ~np.isnan(v)
         fold(out, v, out=out)
+        if scratch is None:
+            np.copyto(c, r, where=m, casting="unsafe")
+            continue
+        s = scratch[region]
         np.multiply(m.view(code_t) if code_t == np.int8 else m, r, out=s, dtype=code_t)
         np.maximum(c, s, out=c)
     return rank
+
+
+#: inputs below this many bytes read their strided taps in place (splitting
+#: them into phase copies, ``_phases``, pays from about this size on)
+_PHASE_BYTES = 1 << 16
+
+#: outputs up to this many cells update the argmax rank with one masked copy
+#: per tap (two calls otherwise, each faster per cell)
+_SELECT_CELLS = 1 << 12
 
 
 def _weights(taps: Sequence[int]) -> list[int]:
@@ -536,7 +552,7 @@ def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
         or plan.stride > src.shape[a]  # one window: nothing to split
         or a != src.ndim - 1
         or src.strides[a] != src.itemsize
-        or src.size == 0
+        or src.nbytes < _PHASE_BYTES  # small: the copies cost more than they save
     ):
         return None
     s = plan.stride
@@ -692,9 +708,10 @@ def _summed(
         p = red.norm_type
         assert p is not None
         base = x.astype(acc, copy=False)
-        terms = np.power(np.abs(base) if red.op == "lp" else base, acc.type(p))
-        if red.op == "torch_lp":  # PyTorch rounds each step to the input dtype
-            terms = _rounded(terms, x.dtype)
+        if red.op == "lp":
+            terms = np.power(np.abs(base), acc.type(p))
+        else:  # PyTorch's pow, rounded at each step to the input dtype
+            terms = _rounded(torch_pow(base, p), x.dtype)
     else:
         terms = x
     if nan_mask is not None:
@@ -775,6 +792,18 @@ def _rescaled_norm(
         norm = scale * np.power(sums, acc.type(1.0 / p))
     redo = lost & np.isfinite(scale) & (scale > 0)
     np.copyto(result, norm, where=redo)
+
+
+def torch_pow(base: Any, p: float, xp: Any = np) -> Any:
+    """``base ** p`` as PyTorch's pow by a scalar, which takes ``p = 0.5``
+    as a square root and ``p = -0.5`` as one over it: ``-inf`` then gives
+    NaN (IEEE pow: 0 for -0.5) and ``-0.0`` gives ``-0.0`` and ``-inf``
+    (IEEE pow: 0 and +inf). Other powers agree to rounding."""
+    if p == 0.5:
+        return xp.sqrt(base)
+    if p == -0.5:
+        return 1 / xp.sqrt(base)
+    return base**p
 
 
 def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:

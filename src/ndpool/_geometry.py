@@ -115,8 +115,9 @@ def as_int_tuple(
             raise TypeError(msg)
     lengths = tuple(allowed_lengths) if allowed_lengths is not None else (n,)
     if len(items) not in lengths:
-        want = " or ".join(str(k) for k in lengths)
-        msg = f"{name} must have {want} entries (one per pooled axis), got {value!r}"
+        want = " or ".join(str(k) for k in sorted(set(lengths)))
+        noun = "entry" if want == "1" else "entries"
+        msg = f"{name} must have {want} {noun} (one per pooled axis), got {value!r}"
         raise ValueError(msg)
     ints = tuple(check_int_range(int(v), name) for v in items)
     if len(ints) == 1 and n != 1:
@@ -819,8 +820,8 @@ def check_output_size(
     need = max(total * itemsize, max(pooled, default=0) * _TABLE_BYTES)
     if need > limit:
         msg = (
-            f"{name} asks for an output of shape {tuple(shape)} ({total:,} cells, "
-            f"{need:,} bytes with its tables), more than this machine's memory "
+            f"{name}: an output of shape {tuple(shape)} ({total:,} cells, "
+            f"{need:,} bytes with its tables) is more than this machine's memory "
             f"({limit:,} bytes) can hold"
         )
         raise ValueError(msg)

@@ -38,6 +38,7 @@ from ._core import (
     _index,
     check_pass,
     is_dask,
+    torch_pow,
     window_major,
 )
 from ._geometry import (
@@ -511,9 +512,10 @@ def _summed(
             return v
         return xp.astype(xp.astype(v, x.dtype), acc)
 
-    if red.op in ("lp", "torch_lp"):
-        base = xp.abs(terms) if red.op == "lp" else terms
-        terms = rounded(xp.pow(base, xp.asarray(red.norm_type, dtype=acc)))
+    if red.op == "lp":
+        terms = xp.pow(xp.abs(terms), xp.asarray(red.norm_type, dtype=acc))
+    elif red.op == "torch_lp":  # PyTorch's own pow, whatever the library
+        terms = rounded(torch_pow(terms, red.norm_type, xp))
     if nan_mask is not None:
         terms = xp.where(nan_mask, xp.asarray(0, dtype=acc), terms)
     total = _sum_all(xp, terms, geom)

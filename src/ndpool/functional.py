@@ -51,6 +51,7 @@ from .pooling import (
     check_bool,
     check_choice,
     check_unmasked,
+    native,
     pool_windows,
     spatial_axes,
 )
@@ -336,13 +337,16 @@ def _lp_pool(
 ) -> Array:
     name = f"lp_pool{nd}d"
     arr, axes = _input(x, nd, name, data_format)
-    # PyTorch unpacks kernel_size itself: an int, or exactly nd ints (1-d: int)
-    if nd == 1 and not isinstance(kernel_size, (int, np.integer)):
+    infinite = isinstance(norm_type, (int, float)) and abs(norm_type) == math.inf
+    # PyTorch unpacks kernel_size itself: an int, or exactly nd ints (1-d:
+    # an int), but for p = +-inf, which goes to max_pool (1-d: (k,) too)
+    if nd == 1 and not infinite and not isinstance(kernel_size, (int, np.integer)):
         msg = f"{name}: kernel_size must be an int, got {kernel_size!r}"
         raise TypeError(msg)
-    as_int_tuple(kernel_size, nd, "kernel_size")
+    if nd > 1 or not infinite:
+        as_int_tuple(kernel_size, nd, "kernel_size")
     src, op = arr, "torch_lp"
-    if isinstance(norm_type, (int, float)) and abs(norm_type) == math.inf:
+    if infinite:
         # PyTorch: max_pool of |x| (inf) or -max_pool(-|x|) (-inf)
         src = abs(arr if host_dtype(arr).kind == "f" else astype(arr, np.dtype("f8")))
         op = "max" if norm_type > 0 else "min"
@@ -673,7 +677,7 @@ def _fractional(
         # block of whole planes when it is computed (``_dask.fractional_dask``)
         check_unmasked(random_samples, f"{name}: _random_samples")
         lazy = is_dask(arr) and is_dask(random_samples)
-        samples = random_samples if lazy else to_host(random_samples)
+        samples = native(random_samples if lazy else to_host(random_samples))
         if lazy:
             from ._dask import check_chunks
 
@@ -801,7 +805,7 @@ def _max_unpool(
         )
         raise TypeError(msg)
     keep = xp is not None or (is_dask(arr) and is_dask(indices))
-    idx: Any = indices if keep else np.asarray(indices)
+    idx: Any = native(indices if keep else np.asarray(indices))
     if host_dtype(idx) != np.int64:
         msg = f"{name}: indices must have dtype int64, got {idx.dtype}"
         raise TypeError(msg)

@@ -42,6 +42,7 @@ from ._core import (
     is_dask,
     pool_core,
     recording,
+    torch_pow,
     window_major,
 )
 from ._geometry import AxisPlan, Geometry
@@ -654,7 +655,7 @@ def _torch_lp_parts(
     assert p is not None
     base = _astype(xp, x, acc)
     with np.errstate(all="ignore"):
-        terms = base**p
+        terms = torch_pow(base, p, xp)
         if red.nan_omit:
             terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
         mean: Any = pool_core(terms, geom, Reduction(op="avg"))
@@ -662,7 +663,7 @@ def _torch_lp_parts(
         relu = xp.maximum(abs(mean), xp.zeros_like(mean))
         kvol = float(geom.kernel_volume)
         t = sign * relu * kvol
-        d_pow = (1.0 / p) * t ** (1.0 / p - 1.0)
+        d_pow = (1.0 / p) * torch_pow(t, 1.0 / p - 1.0, xp)
         divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
     cell = lp_cell(base, red, xp)
 
@@ -773,8 +774,8 @@ def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
     p = red.norm_type
     assert p is not None
     with np.errstate(all="ignore"):
-        if red.op == "torch_lp":
-            return p * base ** (p - 1.0)
+        if red.op == "torch_lp":  # PyTorch's pow: NaN at -inf for p = 0.5
+            return p * torch_pow(base, p - 1.0, xp)  # type: ignore[no-any-return]
         mag = abs(base)
         if p == 1:
             return signs(base, xp)

@@ -73,6 +73,19 @@ def as_array(x: object, name: str = "input") -> Array:
     return arr
 
 
+def native(a: Any) -> Any:
+    """A NumPy or Dask array in native byte order (big-endian data: FITS,
+    network order); anything else as given."""
+    dtype = getattr(a, "dtype", None)
+    if (
+        isinstance(dtype, np.dtype)
+        and not dtype.isnative
+        and (isinstance(a, np.ndarray) or is_dask(a))
+    ):
+        return a.astype(dtype.newbyteorder("="))
+    return a
+
+
 def check_unmasked(x: object, name: str, *, data: bool = False) -> None:
     """Refuse a mask ndpool would ignore (TypeError).
 
@@ -152,8 +165,11 @@ def check_norm_type(norm_type: object) -> float:
             "float('inf') for the max norm"
         )
         raise ValueError(msg) from None
-    if p == 0 or np.isnan(p):
-        msg = f"norm_type={norm_type!r} must be non-zero (the result is sum**(1/p))"
+    if np.isnan(p):
+        msg = "norm_type=nan must be a number, not NaN"
+        raise ValueError(msg)
+    if p == 0:
+        msg = f"norm_type={p!r} must be non-zero (the result is sum**(1/p))"
         raise ValueError(msg)
     return p
 
@@ -205,6 +221,9 @@ def pool_windows(
     same shape) reuse their checked geometry: the checks cost a small
     call more than its pooling.
     """
+    arr: Any = x  # typed NumPy, but any Array-API array reaches here
+    if dtype is not None and not isinstance(arr, np.ndarray):
+        dtype = _library_dtype(arr, dtype)
     args = (
         kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
         divisor_override, norm_type, return_indices, nan_policy, dtype,
@@ -217,6 +236,18 @@ def pool_windows(
             _remember(key, checked)
     geom, red, indices = checked
     return pool_core(x, geom, red, return_indices=indices)
+
+
+def _library_dtype(x: object, dtype: Any) -> Any:
+    """An Array-API input's own dtype object (``torch.uint8``) as the NumPy
+    dtype of that name; anything else as given, for the NumPy checks."""
+    xp = namespace(x)
+    if xp is None:
+        return dtype
+    try:
+        return np_dtype(xp, dtype)
+    except TypeError:
+        return dtype
 
 
 #: checked arguments kept, most recent last (a dict keeps insertion order)
@@ -247,13 +278,9 @@ def _memo_key(
     """A key for :data:`_checked`, or None for arguments not to keep."""
     kinds = tuple(map(type, args))
     try:
-        if tuple in kinds or list in kinds:
-            tagged: tuple[object, ...] = tuple(map(_tagged, args))
-        else:
-            if not all(k in _SCALARS for k in kinds):
-                tagged = tuple(map(_tagged, args))
-            else:
-                tagged = args
+        # plain scalars are told apart by ``kinds``; anything else (tuples,
+        # lists, NumPy scalars) carries its types inside
+        tagged = args if _SCALARS.issuperset(kinds) else tuple(map(_tagged, args))
         key = (shape, axes, op, allowed_lengths, kinds, tagged)
         hash(key)
     except TypeError:
