@@ -297,6 +297,12 @@ BEYOND = [
 ]
 
 
+#: every kind of result: values of each op, and max's indices
+OPS_AND_INDICES = [
+    ("max", False), ("max", True), ("avg", False), ("sum", False), ("lp", False)
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("call", BEYOND)
 def test_output_beyond_memory_is_a_value_error(backend: Backend, call: Any) -> None:
     """A terabyte output is refused before anything is allocated, as for a
@@ -306,10 +312,7 @@ def test_output_beyond_memory_is_a_value_error(backend: Backend, call: Any) -> N
         call(to(np.ones((1, 1, 1))))
 
 
-@pytest.mark.parametrize(
-    ("op", "return_indices"),
-    [("max", False), ("max", True), ("avg", False), ("sum", False), ("lp", False)],
-)
+@pytest.mark.parametrize(("op", "return_indices"), OPS_AND_INDICES)
 def test_a_pass_larger_than_memory_is_refused(
     backend: Backend, op: str, return_indices: bool
 ) -> None:
@@ -340,10 +343,7 @@ def test_output_size_counts_the_indices(
         F.max_pool1d(t, 1, return_indices=True)
 
 
-@pytest.mark.parametrize(
-    ("op", "return_indices"),
-    [("max", False), ("max", True), ("avg", False), ("sum", False), ("lp", False)],
-)
+@pytest.mark.parametrize(("op", "return_indices"), OPS_AND_INDICES)
 def test_empty_output_loops_over_no_tap(
     backend: Backend, op: str, return_indices: bool
 ) -> None:
