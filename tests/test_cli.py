@@ -697,7 +697,11 @@ def _error_cases(tmp: Path, pil: ModuleType) -> dict[str, tuple[list[str], str]]
         ),
         "32-bit to png": (
             ["image", str(deep32), "-o", str(tmp / "o.png")],
-            "PNG would lose bits; use .tif\n",
+            ".png would lose bits; use .tif\n",
+        ),
+        "32-bit to pgm": (  # named as given: Pillow calls .pgm "PPM"
+            ["image", str(deep32), "-o", str(tmp / "o.pgm")],
+            ".pgm would lose bits; use .tif\n",
         ),
         "unknown op": (["image", g, "-o", o, "--op", "median"], "--op"),
         "kernel 0": (["image", g, "-o", o, "-k", "0"], "kernel must be positive"),
@@ -749,6 +753,7 @@ ERROR_NAMES = [
     "norm -inf",
     "norm -1",
     "32-bit to png",
+    "32-bit to pgm",
     "unknown op",
     "kernel 0",
     "kernel word",

@@ -735,10 +735,12 @@ def _check_writable(picture_mode: str, path: str) -> None:
     fmt, modes = _OUTPUT_FORMATS[ext]
     if picture_mode in modes:
         return
+    # named by the extension given (Pillow writes .pgm and .pfm as "PPM")
+    shown = Path(path).suffix or fmt
     if picture_mode in ("I;16", "I", "F"):
-        why = f"{fmt} would lose bits"
+        why = f"{shown} would lose bits"
     elif picture_mode in ("LA", "RGBA") and not {"LA", "RGBA"} & set(modes):
-        why = f"{fmt} has no alpha channel"
+        why = f"{shown} has no alpha channel"
     else:
         plural = "s" if len(modes) > 1 else ""
         why = f"{ext} writes only mode{plural} {', '.join(modes)}"
