@@ -26,6 +26,7 @@ kernel taps and pooled axes only.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
@@ -147,11 +148,15 @@ def vjp(
         )
         raise TypeError(msg)
     family, nd = entry
-    bound = inspect.signature(fn).bind(arr, *args, **kwargs)
+    bound = _signature(fn).bind(arr, *args, **kwargs)
     bound.apply_defaults()
     if is_dask(arr):
         return _dask_vjp(fn, arr, bound, family, nd)
     return _FAMILIES[family](fn, arr, bound, nd)
+
+
+#: the registered functions' signatures, worked out once (tens of µs each)
+_signature = functools.cache(inspect.signature)
 
 
 # --------------------------------------------------------------------------
