@@ -150,11 +150,11 @@ def readable(a: Any) -> bool:
     a branch on them takes the path right for any value."""
     if getattr(a, "is_meta", False):
         return False
-    if type(a).__module__.startswith("jax"):
-        import jax
-
-        return not isinstance(a, jax.core.Tracer)
-    return True
+    # a JAX tracer's classes derive from jax's ``Tracer`` (no jax import)
+    return not any(
+        c.__name__ == "Tracer" and c.__module__.startswith("jax")
+        for c in type(a).__mro__
+    )
 
 
 def _xp_dtype(xp: Any, dtype: np.dtype[Any]) -> Any:
