@@ -473,3 +473,19 @@ def test_few_windows_of_many_taps_any_chunking(
     )
     g = np.random.default_rng(seed).standard_normal(out.shape).astype(np.float32)
     _check(pullback(g), want_pb(g), exact=False)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (40, 3), 200])
+def test_adaptive_upsampling_keeps_blocks_chunk_sized(size: Any) -> None:
+    """Adaptive pooling to more cells than the input has: output blocks are
+    at most a chunk's length on each pooled axis (they were as many times
+    the chunk as the output is larger, on every axis: 64x64 from 8x8 in
+    chunks of 4 made blocks of 32x32), and equal NumPy's."""
+    x = _data((1, 2, 8, 8), seed=9)
+    dx = da.from_array(x, chunks=(1, 2, 4, 4))
+    got = ndpool.adaptive_avg_pool2d(dx, size)
+    for axis in (2, 3):
+        assert max(got.chunks[axis]) <= max(4, -(-got.shape[axis] // 32))
+    _check(got, ndpool.adaptive_avg_pool2d(x, size), exact=False)
+    got_max = ndpool.adaptive_max_pool2d(dx, size, True)
+    _check(got_max, ndpool.adaptive_max_pool2d(x, size, True), exact=True)

@@ -113,14 +113,17 @@ def _cells(plan: AxisPlan, o0: int, o1: int) -> tuple[Array, Array]:
 
 
 def _blocks(plan: AxisPlan, chunks: tuple[int, ...]) -> list[int]:
-    """Output block boundaries: about one input chunk of windows each, and
-    at most ``_BLOCKS_PER_CHUNK`` blocks a chunk (windows mostly in the
-    padding of a huge kernel would otherwise make a task per few windows)."""
+    """Output block boundaries: the windows of about one input chunk each,
+    but at most a chunk's length of windows (adaptive pooling to more
+    cells than the input has made blocks as many times the chunk as it
+    upsamples, on every pooled axis), and at most ``_BLOCKS_PER_CHUNK``
+    blocks a chunk (windows mostly in the padding of a huge kernel would
+    otherwise make a task per few windows)."""
     chunk = max(chunks) if chunks else 1
     if plan.regular:
         per = max(1, round(chunk / plan.stride))
     else:
-        per = max(1, round(chunk * plan.out / max(plan.length, 1)))
+        per = max(1, min(chunk, round(chunk * plan.out / max(plan.length, 1))))
     per = max(per, -(-plan.out // (_BLOCKS_PER_CHUNK * max(len(chunks), 1))))
     return [*range(0, plan.out, per), plan.out] if plan.out else [0, 0]
 
