@@ -480,24 +480,27 @@ def test_lp_through_abs_of_nan_matches_torch(p: float) -> None:
 
 @pytest.mark.parametrize("p", [0.5, -0.5, 1.5, 2.0, -2.0, 2 / 3, 0.25, 3.0])
 @pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 def test_lp_pool_of_special_values_matches_torch_bit_for_bit(
-    p: float, stride: int
+    p: float, stride: int, dtype: Any
 ) -> None:
-    """PyTorch's pow by 0.5 is a square root and by -0.5 one over it:
-    ``(-inf) ** -0.5`` is NaN there (IEEE: 0), ``(-0.0) ** -0.5`` is -inf
-    (IEEE: +inf). They reach lp_pool's forward (p = -0.5) and its gradient
-    (p = 0.5, 1.5), also for a cell no window reads (stride 3). Values,
-    gradients and the signs of zeros and infinities, as PyTorch's."""
-    cells = [-np.inf, -0.0, 0.0, np.inf, -4.0, np.nan, 1e-300, 4.0, 9.0]
+    """PyTorch's float32/float64 pow by 0.5 is a square root and by -0.5 one
+    over it: ``(-inf) ** -0.5`` is NaN there (C's pow: 0), ``(-0.0) **
+    -0.5`` is -inf (C: +inf); its float16 pow is C's. They reach lp_pool's
+    forward (p = -0.5) and its gradient (p = 0.5, 1.5), also for a cell no
+    window reads (stride 3). Values, gradients and the signs of zeros and
+    infinities, as PyTorch's (float16 values within its tolerance)."""
+    cells = [-np.inf, -0.0, 0.0, np.inf, -4.0, np.nan, 1e-30, 4.0, 9.0]
     rng = np.random.default_rng(7)
-    x = rng.choice(np.array(cells), size=(3, 4, 11))
+    x = rng.choice(np.array(cells), size=(3, 4, 11)).astype(dtype)
     out, pullback = ndpool.vjp(F.lp_pool1d, x, p, 2, stride)
-    g = rng.standard_normal(out.shape)
+    g = rng.standard_normal(out.shape).astype(dtype)
     tx = torch.tensor(x, requires_grad=True)
     want = TF.lp_pool1d(tx, p, 2, stride)
     want.backward(torch.tensor(g))
+    rtol = 1e-12 if dtype == np.float64 else 1e-5 if dtype == np.float32 else 1e-2
     for got, exp in ((out, want.detach().numpy()), (pullback(g), tx.grad.numpy())):
-        np.testing.assert_allclose(got, exp, rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(got, exp, rtol=rtol, atol=0, equal_nan=True)
         real = ~np.isnan(exp)
         np.testing.assert_array_equal(np.signbit(got[real]), np.signbit(exp[real]))
 

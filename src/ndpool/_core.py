@@ -711,7 +711,8 @@ def _summed(
         if red.op == "lp":
             terms = np.power(np.abs(base), acc.type(p))
         else:  # PyTorch's pow, rounded at each step to the input dtype
-            terms = _rounded(torch_pow(base, p), x.dtype)
+            half = x.dtype == np.float16
+            terms = _rounded(torch_pow(base, p, half=half), x.dtype)
     else:
         terms = x
     if nan_mask is not None:
@@ -745,7 +746,8 @@ def _summed(
             np.sign(mean) * np.maximum(np.abs(mean), 0) * acc.type(geom.kernel_volume),
             x.dtype,
         )
-        result = np.power(scaled, acc.type(1.0 / red.norm_type))
+        half = x.dtype == np.float16
+        result = torch_pow(scaled, 1.0 / red.norm_type, half=half)
     else:  # avg
         uniform = None
         if nan_count is None:
@@ -794,16 +796,22 @@ def _rescaled_norm(
     np.copyto(result, norm, where=redo)
 
 
-def torch_pow(base: Any, p: float, xp: Any = np) -> Any:
-    """``base ** p`` as PyTorch's pow by a scalar, which takes ``p = 0.5``
-    as a square root and ``p = -0.5`` as one over it: ``-inf`` then gives
-    NaN (IEEE pow: 0 for -0.5) and ``-0.0`` gives ``-0.0`` and ``-inf``
-    (IEEE pow: 0 and +inf). Other powers agree to rounding."""
-    if p == 0.5:
-        return xp.sqrt(base)
-    if p == -0.5:
-        return 1 / xp.sqrt(base)
-    return base**p
+def torch_pow(base: Any, p: float, xp: Any = np, *, half: bool = False) -> Any:
+    """``base ** p`` as PyTorch's pow by a scalar.
+
+    For float32 and float64 PyTorch takes ``p = 0.5`` as a square root and
+    ``p = -0.5`` as one over it: ``-inf`` then gives NaN (C's pow: +inf and
+    0) and ``-0.0`` gives ``-0.0`` and ``-inf`` (C's pow: +0 and +inf). For
+    float16 (``half``: the input's dtype, whatever ``base`` was widened to)
+    it calls C's pow. Other powers agree to rounding.
+    """
+    if p not in (0.5, -0.5):
+        return base**p
+    root = xp.sqrt(base)
+    if half:  # C's pow: -0.0 and -inf have roots +0 and +inf
+        root = root + 0.0
+        root = xp.where(base == -math.inf, xp.full_like(root, math.inf), root)
+    return root if p > 0 else 1 / root
 
 
 def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:

@@ -114,11 +114,12 @@ def _cells(plan: AxisPlan, o0: int, o1: int) -> tuple[Array, Array]:
 
 def _blocks(plan: AxisPlan, chunks: tuple[int, ...]) -> list[int]:
     """Output block boundaries: the windows of about one input chunk each,
-    but at most a chunk's length of windows (adaptive pooling to more
-    cells than the input has made blocks as many times the chunk as it
-    upsamples, on every pooled axis), and at most ``_BLOCKS_PER_CHUNK``
-    blocks a chunk (windows mostly in the padding of a huge kernel would
-    otherwise make a task per few windows)."""
+    at most a chunk's length of them (adaptive pooling to more cells than
+    the input has made blocks as many times the chunk as it upsamples, on
+    every pooled axis), unless that makes more than ``_BLOCKS_PER_CHUNK``
+    blocks a chunk, which wins: windows mostly in the padding of a huge
+    kernel, or upsampling past 16 times, would otherwise make a task per
+    few windows."""
     chunk = max(chunks) if chunks else 1
     if plan.regular:
         per = max(1, round(chunk / plan.stride))
@@ -770,7 +771,8 @@ def _spread_cells(
     if x_chunk is not None:
         if red.op == "torch_lp":
             acc = np.promote_types(x_chunk.dtype, np.float32)
-            grad = grad * lp_cell(x_chunk.astype(acc), red, np)
+            half = x_chunk.dtype == np.float16
+            grad = grad * lp_cell(x_chunk.astype(acc), red, np, half=half)
         if red.nan_omit:
             grad = np.where(np.isnan(x_chunk), 0, grad)
     with np.errstate(all="ignore"):

@@ -538,7 +538,8 @@ def pool_pixels(
     Notes
     -----
     The result is ``ndpool.pool(pixels, kernel, op=op, axes=(0, 1), ...,
-    dtype=pixels.dtype)``, bit for bit, but a large image is pooled a band
+    dtype=pixels.dtype)``, bit for bit (but for the bits of a NaN, all
+    written as NumPy's ``nan``), but a large image is pooled a band
     of rows at a time (:func:`_pool_in_bands`). In one call, the average
     and Lp of 8-bit pixels hold float64 copies of them (column sums 4
     times the image for a 2x2 average; ``|x|`` and ``|x| ** p``, 8 times

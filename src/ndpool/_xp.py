@@ -36,6 +36,7 @@ from ._core import (
     _cell_bytes,
     _fill_value,
     _index,
+    _schedule,
     check_pass,
     is_dask,
     torch_pow,
@@ -155,6 +156,27 @@ def readable(a: Any) -> bool:
         c.__name__ == "Tracer" and c.__module__.startswith("jax")
         for c in type(a).__mro__
     )
+
+
+def to_library(xp: Any, a: Any, like: Any, name: str) -> Any:
+    """``a`` as an array of ``xp`` on ``like``'s device, for an argument
+    beside an Array-API input (a gradient, unpooling indices): an array of
+    that library as it is, NumPy data (arrays, lists, scalars) moved there;
+    another library's array is a TypeError naming ``name``."""
+    if namespace(a) is xp:
+        return a
+    if namespace(a) is not None or is_dask(a):
+        given = type(a)
+        msg = (
+            f"{name} must be an array of the input's library "
+            f"({type(like).__module__}.{type(like).__name__}) or NumPy data, "
+            f"got {given.__module__}.{given.__qualname__}"
+        )
+        raise TypeError(msg)
+    host = np.asarray(a)
+    if not host.dtype.isnative:
+        host = host.astype(host.dtype.newbyteorder("="))
+    return xp.asarray(host, device=_device(like))
 
 
 def _xp_dtype(xp: Any, dtype: np.dtype[Any]) -> Any:
@@ -515,7 +537,8 @@ def _summed(
     if red.op == "lp":
         terms = xp.pow(xp.abs(terms), xp.asarray(red.norm_type, dtype=acc))
     elif red.op == "torch_lp":  # PyTorch's own pow, whatever the library
-        terms = rounded(torch_pow(terms, red.norm_type, xp))
+        half = dtype == np.float16
+        terms = rounded(torch_pow(terms, red.norm_type, xp, half=half))
     if nan_mask is not None:
         terms = xp.where(nan_mask, xp.asarray(0, dtype=acc), terms)
     total = _sum_all(xp, terms, geom)
@@ -537,7 +560,8 @@ def _summed(
         mean = rounded(total / count)
         scaled = xp.sign(mean) * xp.maximum(xp.abs(mean), xp.asarray(0, dtype=acc))
         scaled = rounded(scaled * geom.kernel_volume)
-        result = xp.pow(scaled, xp.asarray(1.0 / red.norm_type, dtype=acc))
+        half = dtype == np.float16
+        result = torch_pow(scaled, 1.0 / red.norm_type, xp, half=half)
     else:
         if red.divisor_override is not None:
             result = total / xp.asarray(red.divisor_override, dtype=acc)
@@ -600,7 +624,7 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
             cur = _by_window(xp, cur, plan, window_sum, 0)
             continue
         total = None
-        for tap in _sum_order(plan):
+        for tap in _sum_order(plan, cur.ndim):
             v = _take(xp, cur, plan, tap)
             if tap.valid is not None:  # clipped irregular taps repeat a cell
                 valid = _const(xp, tap.valid, cur)
@@ -629,13 +653,12 @@ def _by_window(
     return xp.concat(parts, axis=a) if len(parts) > 1 else parts[0]
 
 
-def _sum_order(plan: AxisPlan) -> list[Tap]:
-    """``plan``'s taps in the order ``_core._fold_pass`` adds them: the
-    first two that every window has, then the others."""
-    taps = list(plan.spans())
-    every = slice(0, plan.out)
-    full = [t for t in taps if t.windows == every][:2]
-    return full + [t for t in taps if all(t is not f for f in full)]
+def _sum_order(plan: AxisPlan, ndim: int) -> list[Tap]:
+    """``plan``'s taps in the order ``_core._fold_pass`` adds them (its
+    schedule: two that every window has, then the others), so the sums
+    round alike."""
+    sched = _schedule(plan, ndim)
+    return [step.tap for step in (*sched.first, *sched.rest)]
 
 
 # --------------------------------------------------------------------------

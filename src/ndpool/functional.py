@@ -45,7 +45,7 @@ from ._geometry import (
     check_positive,
     fractional_geometry,
 )
-from ._xp import astype, host_dtype, namespace, to_host, unpool_xp
+from ._xp import astype, host_dtype, namespace, to_host, to_library, unpool_xp
 from .pooling import (
     as_array,
     check_bool,
@@ -796,14 +796,8 @@ def _max_unpool(
     arr, axes = _input(x, nd, name, data_format)
     check_unmasked(indices, f"{name}: indices")
     xp = namespace(arr)
-    if xp is not None and namespace(indices) is not xp:
-        kind = type(indices)
-        msg = (
-            f"{name}: indices must be an array of the input's library "
-            f"({type(arr).__module__}.{type(arr).__name__}), got "
-            f"{kind.__module__}.{kind.__qualname__}"
-        )
-        raise TypeError(msg)
+    if xp is not None:  # moved beside the input (NumPy data), or refused
+        indices = to_library(xp, indices, arr, f"{name}: indices")
     keep = xp is not None or (is_dask(arr) and is_dask(indices))
     idx: Any = native(indices if keep else np.asarray(indices))
     if host_dtype(idx) != np.int64:

@@ -56,6 +56,7 @@ from ._xp import (
     readable,
     route_xp,
     sum_adjoint_xp,
+    to_library,
 )
 from .pooling import (
     as_array,
@@ -453,11 +454,6 @@ def _ns(x: Any) -> Any:
     return np if xp is None else xp
 
 
-def _same_library(a: object, xp: Any) -> bool:
-    """Whether ``a`` is an array of the Array-API namespace ``xp``."""
-    return namespace(a) is xp
-
-
 def _astype(xp: Any, a: Any, dtype: Any) -> Any:
     return a.astype(dtype, copy=False) if xp is np else xp.astype(a, dtype)
 
@@ -469,15 +465,11 @@ def _pullback(x: Array, out_shape: tuple[int, ...], grad: GradFn) -> Pullback:
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
         check_unmasked(grad_out, "pullback: grad_out")
-        if xp is not np and not _same_library(grad_out, xp):
-            given = type(grad_out)
-            msg = (
-                f"pullback: grad_out must be an array of the input's library "
-                f"({type(x).__module__}.{type(x).__name__}), got "
-                f"{given.__module__}.{given.__qualname__}"
-            )
-            raise TypeError(msg)
-        g: Any = np.asarray(grad_out) if xp is np else grad_out
+        g: Any
+        if xp is np:
+            g = np.asarray(grad_out)
+        else:  # moved beside the input (NumPy data), or refused
+            g = to_library(xp, grad_out, x, "pullback: grad_out")
         kind = host_dtype(g).kind if xp is not np else g.dtype.kind
         _check_grad_out(g, kind, out_shape)
         # NumPy-backed libraries (array_api_strict) warn as NumPy would: an
@@ -659,8 +651,9 @@ def _torch_lp_parts(
     p = red.norm_type
     assert p is not None
     base = _astype(xp, x, acc)
+    half = host_dtype(x) == np.float16  # PyTorch's half pow is C's
     with np.errstate(all="ignore"):
-        terms = torch_pow(base, p, xp)
+        terms = torch_pow(base, p, xp, half=half)
         if red.nan_omit:
             terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
         mean: Any = pool_core(terms, geom, Reduction(op="avg"))
@@ -668,9 +661,9 @@ def _torch_lp_parts(
         relu = xp.maximum(abs(mean), xp.zeros_like(mean))
         kvol = float(geom.kernel_volume)
         t = sign * relu * kvol
-        d_pow = (1.0 / p) * torch_pow(t, 1.0 / p - 1.0, xp)
+        d_pow = (1.0 / p) * torch_pow(t, 1.0 / p - 1.0, xp, half=half)
         divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
-    cell = lp_cell(base, red, xp)
+    cell = lp_cell(base, red, xp, half=half)
 
     def window(g: Array) -> Array:
         g_relu = (g * d_pow) * kvol * sign
@@ -769,18 +762,19 @@ def _lp_parts(
     return window, cell, norm
 
 
-def lp_cell(base: Array, red: Reduction, xp: Any) -> Array:
+def lp_cell(base: Array, red: Reduction, xp: Any, *, half: bool = False) -> Array:
     """The Lp ops' per-cell factor: the derivative of a cell's term (``x**p``
     for PyTorch's formula, ``|x|**p`` for the p-norm) up to a constant.
 
     Applied after the adjoint to every cell, read by a window or not, as
     PyTorch does (so a NaN cell no window reads still gets a NaN gradient).
+    ``half``: the input is float16, whose pow PyTorch takes from C.
     """
     p = red.norm_type
     assert p is not None
     with np.errstate(all="ignore"):
         if red.op == "torch_lp":  # PyTorch's pow: NaN at -inf for p = 0.5
-            return p * torch_pow(base, p - 1.0, xp)  # type: ignore[no-any-return]
+            return p * torch_pow(base, p - 1.0, xp, half=half)  # type: ignore[no-any-return]
         mag = abs(base)
         if p == 1:
             return signs(base, xp)

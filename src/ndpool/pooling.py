@@ -169,7 +169,7 @@ def check_norm_type(norm_type: object) -> float:
         msg = "norm_type=nan must be a number, not NaN"
         raise ValueError(msg)
     if p == 0:
-        msg = f"norm_type={p!r} must be non-zero (the result is sum**(1/p))"
+        msg = f"norm_type={norm_type!r} must be non-zero (the result is sum**(1/p))"
         raise ValueError(msg)
     return p
 
@@ -244,6 +244,10 @@ def _library_dtype(x: object, dtype: Any) -> Any:
     xp = namespace(x)
     if xp is None:
         return dtype
+    try:  # a NumPy dtype first: array_api_strict warns when compared to one
+        return np.dtype(dtype)
+    except TypeError:
+        pass
     try:
         return np_dtype(xp, dtype)
     except TypeError:
