@@ -75,6 +75,19 @@ def is_dask(x: object) -> bool:
     return type(x).__module__.startswith("dask.") and hasattr(x, "dask")
 
 
+def native_order(a: Any) -> Any:
+    """A NumPy or Dask array in native byte order (big-endian data: FITS,
+    network order); anything else as given."""
+    dtype = getattr(a, "dtype", None)
+    if (
+        isinstance(dtype, np.dtype)
+        and not dtype.isnative
+        and (isinstance(a, np.ndarray) or is_dask(a))
+    ):
+        return a.astype(dtype.newbyteorder("="))
+    return a
+
+
 _TAPE: contextvars.ContextVar[list[tuple[Geometry, Reduction]] | None]
 _TAPE = contextvars.ContextVar("ndpool_tape", default=None)
 

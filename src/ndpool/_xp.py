@@ -39,6 +39,7 @@ from ._core import (
     _schedule,
     check_pass,
     is_dask,
+    native_order,
     torch_pow,
     window_major,
 )
@@ -173,10 +174,7 @@ def to_library(xp: Any, a: Any, like: Any, name: str) -> Any:
             f"got {given.__module__}.{given.__qualname__}"
         )
         raise TypeError(msg)
-    host = np.asarray(a)
-    if not host.dtype.isnative:
-        host = host.astype(host.dtype.newbyteorder("="))
-    return xp.asarray(host, device=_device(like))
+    return xp.asarray(native_order(np.asarray(a)), device=_device(like))
 
 
 def _xp_dtype(xp: Any, dtype: np.dtype[Any]) -> Any:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._core import Reduction, is_dask, pool_core, unpool_core
+from ._core import Reduction, is_dask, native_order, pool_core, unpool_core
 from ._geometry import (
     adaptive_geometry,
     as_int_tuple,
@@ -51,7 +51,6 @@ from .pooling import (
     check_bool,
     check_choice,
     check_unmasked,
-    native,
     pool_windows,
     spatial_axes,
 )
@@ -677,7 +676,7 @@ def _fractional(
         # block of whole planes when it is computed (``_dask.fractional_dask``)
         check_unmasked(random_samples, f"{name}: _random_samples")
         lazy = is_dask(arr) and is_dask(random_samples)
-        samples = native(random_samples if lazy else to_host(random_samples))
+        samples = native_order(random_samples if lazy else to_host(random_samples))
         if lazy:
             from ._dask import check_chunks
 
@@ -799,7 +798,7 @@ def _max_unpool(
     if xp is not None:  # moved beside the input (NumPy data), or refused
         indices = to_library(xp, indices, arr, f"{name}: indices")
     keep = xp is not None or (is_dask(arr) and is_dask(indices))
-    idx: Any = native(indices if keep else np.asarray(indices))
+    idx: Any = native_order(indices if keep else np.asarray(indices))
     if host_dtype(idx) != np.int64:
         msg = f"{name}: indices must have dtype int64, got {idx.dtype}"
         raise TypeError(msg)

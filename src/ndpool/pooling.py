@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._core import Reduction, is_dask, pool_core
+from ._core import Reduction, is_dask, native_order, pool_core
 from ._geometry import (
     Geometry,
     as_int_tuple,
@@ -57,33 +57,15 @@ def as_array(x: object, name: str = "input") -> Array:
         from ._dask import check_chunks
 
         check_chunks(x, name)  # geometry needs every length
-        dtype = np.dtype(x.dtype)  # type: ignore[attr-defined]
-        check_dtype(dtype, name)
-        if not dtype.isnative:
-            return x.astype(dtype.newbyteorder("="))  # type: ignore[attr-defined,no-any-return]
-        return x  # type: ignore[return-value]
+        check_dtype(np.dtype(x.dtype), name)  # type: ignore[attr-defined]
+        return native_order(x)  # type: ignore[no-any-return]
     xp = namespace(x)
     if xp is not None:  # any Array-API array stays what it is
         np_dtype(xp, x.dtype)  # type: ignore[attr-defined]
         return x  # type: ignore[return-value]
     arr = np.ma.getdata(x) if isinstance(x, np.ma.MaskedArray) else np.asarray(x)
     check_dtype(arr.dtype, name)
-    if not arr.dtype.isnative:  # big-endian data (FITS, network order)
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr
-
-
-def native(a: Any) -> Any:
-    """A NumPy or Dask array in native byte order (big-endian data: FITS,
-    network order); anything else as given."""
-    dtype = getattr(a, "dtype", None)
-    if (
-        isinstance(dtype, np.dtype)
-        and not dtype.isnative
-        and (isinstance(a, np.ndarray) or is_dask(a))
-    ):
-        return a.astype(dtype.newbyteorder("="))
-    return a
+    return native_order(arr)  # type: ignore[no-any-return]
 
 
 def check_unmasked(x: object, name: str, *, data: bool = False) -> None:
