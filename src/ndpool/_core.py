@@ -49,7 +49,7 @@ from ._geometry import (
     _along,
     _frozen,
     check_output_size,
-    regular_geometry,
+    unit_geometry,
 )
 from ._threads import get_num_threads, share
 
@@ -176,10 +176,7 @@ def _empty_results(
     pooled axis: they follow the op and the input dtype, and an empty block
     of the real windows would still loop over every tap.
     """
-    n = len(geom.plans)
-    unit = regular_geometry(
-        (1,) * x.ndim, geom.axes, (1,) * n, (1,) * n, ((0, 0),) * n, (1,) * n, False
-    )
+    unit = unit_geometry(x.ndim, geom.axes)
     probe = _pool_block(np.zeros((1,) * x.ndim, x.dtype), unit, red, return_indices)
     kinds = probe if isinstance(probe, tuple) else (probe,)
     return tuple(np.empty(geom.out_shape, dtype=p.dtype) for p in kinds)

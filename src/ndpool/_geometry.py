@@ -757,6 +757,15 @@ def regular_geometry(
     return _assemble(shape, plans)
 
 
+def unit_geometry(ndim: int, axes: tuple[int, ...]) -> Geometry:
+    """One one-cell window over one cell on each of ``axes`` of an
+    ``ndim``-D array: pooling a cell with it gives a call's result dtypes
+    (they follow only the op and the input dtype), with no tap to loop."""
+    n = len(axes)
+    ones = (1,) * n
+    return regular_geometry((1,) * ndim, axes, ones, ones, ((0, 0),) * n, ones, False)
+
+
 def _assemble(shape: tuple[int, ...], plans: list[AxisPlan]) -> Geometry:
     plans.sort(key=operator.attrgetter("axis"))
     out_shape = list(shape)

@@ -49,7 +49,7 @@ from ._geometry import (
     IntArray,
     Tap,
     check_output_size,
-    regular_geometry,
+    unit_geometry,
 )
 
 __all__ = [
@@ -268,10 +268,7 @@ def _empty_result(
 ) -> Any:
     """The empty output of ``geom``, in the dtypes of one cell pooled by a
     one-cell window (they follow only the op and the input dtype)."""
-    n = len(geom.plans)
-    unit = regular_geometry(
-        (1,) * x.ndim, geom.axes, (1,) * n, (1,) * n, ((0, 0),) * n, (1,) * n, False
-    )
+    unit = unit_geometry(x.ndim, geom.axes)
     cell = xp.zeros((1,) * x.ndim, dtype=x.dtype, device=_device(x))
     probe = pool_xp(cell, unit, red, return_indices)
     outs = tuple(
