@@ -359,10 +359,10 @@ def _compare(
     for i, plan in enumerate(plans):
         a = plan.axis
         if i < len(plans) - 1:  # as the core: a pass no memory holds
-            cells = np_dtype(xp, cur.dtype).itemsize + (
+            cell_bytes = np_dtype(xp, cur.dtype).itemsize + (
                 8 * (len(codes) + 1) if track else 0
             )
-            check_pass(cur.shape, plan, math.prod(x.shape), cells)
+            check_pass(cur.shape, plan, math.prod(x.shape), cell_bytes)
         if window_major(plan):  # few windows of many taps: a reduce each
             if track:
                 cur, codes = _track_by_window(
@@ -377,9 +377,7 @@ def _compare(
         carried = {}
         if track:  # a window no tap wins keeps its first taps, as in the core
             for b in (*codes, a):
-                first = geom.plans[geom.axes.index(b)].first_tap
-                start = _along(xp, _const(xp, first, cur, xp.int64), b, cur.ndim)
-                carried[b] = xp.broadcast_to(start, tuple(shape))
+                carried[b] = _first_taps(xp, geom, b, cur, tuple(shape))
         for tap in plan.spans():
             v = _widen(xp, _take(xp, cur, plan, tap), plan, tap, fill)
             mask = better(v, out)
@@ -399,6 +397,16 @@ def _compare(
         codes = carried
         cur = out
     return cur, codes
+
+
+def _first_taps(
+    xp: Any, geom: Geometry, b: int, like: Any, shape: tuple[int, ...]
+) -> Any:
+    """Axis ``b``'s first valid tap of each window, broadcast to ``shape``
+    on ``like``'s device: the code of a window no tap wins, as in the core."""
+    first = geom.plans[geom.axes.index(b)].first_tap
+    start = _along(xp, _const(xp, first, like, xp.int64), b, like.ndim)
+    return xp.broadcast_to(start, shape)
 
 
 def _extreme(
@@ -452,9 +460,7 @@ def _track_by_window(
                 xp.full(block.shape, first, dtype=xp.int64, device=_device(cur))
             )
             for b in codes:
-                start = geom.plans[geom.axes.index(b)].first_tap
-                start = _along(xp, _const(xp, start, cur, xp.int64), b, cur.ndim)
-                found[b].append(xp.broadcast_to(start, block.shape))
+                found[b].append(_first_taps(xp, geom, b, cur, block.shape))
             continue
         cells = cur[_index(cur.ndim, a, span)]
         best = real(cells, a)
@@ -613,8 +619,8 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
     for i, plan in enumerate(plans):
         a = plan.axis
         if i < len(plans) - 1:  # as the core: a pass no memory holds
-            cells = np_dtype(xp, cur.dtype).itemsize
-            check_pass(cur.shape, plan, math.prod(x.shape), cells)
+            cell_bytes = np_dtype(xp, cur.dtype).itemsize
+            check_pass(cur.shape, plan, math.prod(x.shape), cell_bytes)
         if window_major(plan):  # few windows of many taps: a sum each
             cur = _by_window(xp, cur, plan, window_sum, 0)
             continue
