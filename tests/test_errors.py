@@ -552,6 +552,16 @@ MESSAGES = [
     ),
     (lambda: F.avg_pool3d(X3, 6, 1, 1), ValueError, r"kernel_size=6.*input length 5"),
     (lambda: F.lp_pool2d(X2, 0, 2), ValueError, r"norm_type=0"),
+    (
+        lambda: F.lp_pool2d(X2, math.nan, 2),
+        ValueError,
+        r"norm_type=nan must be a number",
+    ),
+    (
+        lambda: F.lp_pool1d(X1, math.inf, (2, 2)),
+        ValueError,
+        r"kernel_size must have 1 entry \(one per pooled axis\), got \(2, 2\)",
+    ),
     (lambda: F.lp_pool1d(X1, 2, (2,)), TypeError, r"kernel_size.*\(2,\)"),
     (lambda: F.adaptive_avg_pool2d(X2, -1), ValueError, r"output_size=-1"),
     (

@@ -9,6 +9,7 @@ in which a cell adds the gradients of its windows. Backends:
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -472,5 +473,9 @@ def test_dtype_may_be_the_librarys_own(backend: Backend) -> None:
         got = ndpool.pool(t, (2, 2), op="avg", dtype=getattr(xp, name))
         assert got.dtype == getattr(xp, name)
         _same(got, ndpool.pool(x, (2, 2), op="avg", dtype=np.dtype(name)), t)
+        with warnings.catch_warnings():  # array_api_strict warns when its
+            warnings.simplefilter("error")  # dtypes are compared to NumPy's
+            numpy_named = ndpool.pool(t, (2, 2), op="avg", dtype=np.dtype(name))
+        assert numpy_named.dtype == getattr(xp, name)
     with pytest.raises(TypeError, match="dtype="):
         ndpool.global_avg_pool(t, dtype=xp.complex128)
