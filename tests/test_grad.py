@@ -478,7 +478,9 @@ def test_lp_through_abs_of_nan_matches_torch(p: float) -> None:
         assert_grad(pullback(g), tx.grad, x)
 
 
-@pytest.mark.parametrize("p", [0.5, -0.5, 1.5, 2.0, -2.0, 2 / 3, 0.25, 3.0])
+@pytest.mark.parametrize(
+    "p", [0.5, -0.5, 1.5, 2.0, -2.0, 2 / 3, 0.25, 3.0, -1.0, -3.0, 1 / 3]
+)
 @pytest.mark.parametrize("stride", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 def test_lp_pool_of_special_values_matches_torch_bit_for_bit(
@@ -488,8 +490,10 @@ def test_lp_pool_of_special_values_matches_torch_bit_for_bit(
     over it: ``(-inf) ** -0.5`` is NaN there (C's pow: 0), ``(-0.0) **
     -0.5`` is -inf (C: +inf); its float16 pow is C's. They reach lp_pool's
     forward (p = -0.5) and its gradient (p = 0.5, 1.5), also for a cell no
-    window reads (stride 3). Values, gradients and the signs of zeros and
-    infinities, as PyTorch's (float16 values within its tolerance)."""
+    window reads (stride 3). Its 2, 3 and -2 are products; other powers of
+    a negative cell are C's pow (ndpool works them out on ``|x|``). Values,
+    gradients and the signs of zeros and infinities, as PyTorch's (float16
+    values within its tolerance)."""
     cells = [-np.inf, -0.0, 0.0, np.inf, -4.0, np.nan, 1e-30, 4.0, 9.0]
     rng = np.random.default_rng(7)
     x = rng.choice(np.array(cells), size=(3, 4, 11)).astype(dtype)
@@ -503,6 +507,26 @@ def test_lp_pool_of_special_values_matches_torch_bit_for_bit(
         np.testing.assert_allclose(got, exp, rtol=rtol, atol=0, equal_nan=True)
         real = ~np.isnan(exp)
         np.testing.assert_array_equal(np.signbit(got[real]), np.signbit(exp[real]))
+
+
+@pytest.mark.parametrize(
+    ("p", "cells"), [(3.0, [10.0, 0.0]), (3.0, [7.0, 3.0]), (2.5, [30.0, 2.0])]
+)
+def test_float16_lp_pool_rounds_its_powers_to_float16_as_torch(
+    p: float, cells: list[float]
+) -> None:
+    """PyTorch's float16 pow rounds the exponent to float16 first: the cube
+    root of 1000 is 1000 ** 0.33325 = 9.99 there, not 10. Values bit for
+    bit; gradients within two float16 steps (PyTorch rounds each step of its
+    backward to float16, ndpool the result)."""
+    x = np.array([[cells]], dtype=np.float16)
+    out, pullback = ndpool.vjp(F.lp_pool1d, x, p, 2)
+    tx = torch.tensor(x, requires_grad=True)
+    want = TF.lp_pool1d(tx, p, 2)
+    want.backward(torch.ones_like(want))
+    np.testing.assert_array_equal(out, want.detach().numpy())
+    got = pullback(np.ones_like(out))
+    np.testing.assert_allclose(got, tx.grad.numpy(), rtol=2**-9, atol=0)
 
 
 @pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])

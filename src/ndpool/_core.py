@@ -809,19 +809,41 @@ def _rescaled_norm(
 def torch_pow(base: Any, p: float, xp: Any = np, *, half: bool = False) -> Any:
     """``base ** p`` as PyTorch's pow by a scalar.
 
-    For float32 and float64 PyTorch takes ``p = 0.5`` as a square root and
-    ``p = -0.5`` as one over it: ``-inf`` then gives NaN (C's pow: +inf and
-    0) and ``-0.0`` gives ``-0.0`` and ``-inf`` (C's pow: +0 and +inf). For
-    float16 (``half``: the input's dtype, whatever ``base`` was widened to)
-    it calls C's pow. Other powers agree to rounding.
+    For float32 and float64 PyTorch has kernels of its own: ``p = 0.5`` is a
+    square root and ``p = -0.5`` one over it (``-inf`` then gives NaN where
+    C's pow gives +inf and 0, and ``-0.0`` gives ``-0.0`` and ``-inf``), and
+    2, 3 and -2 are products (``b*b``, ``b*b*b``, ``1/(b*b)``); other
+    powers are C's pow. For float16 (``half``: the input's dtype, whatever
+    ``base`` was widened to) it calls C's pow with ``p`` rounded to float16
+    (1/3 is 0.33325; 1e-9 is 0), where ``|p|`` is within float16's range
+    (PyTorch refuses the others: ndpool keeps ``p``).
     """
-    if p not in (0.5, -0.5):
-        return base**p
-    root = xp.sqrt(base)
-    if half:  # C's pow: -0.0 and -inf have roots +0 and +inf
-        root = root + 0.0
-        root = xp.where(base == -math.inf, xp.full_like(root, math.inf), root)
-    return root if p > 0 else 1 / root
+    if half:
+        return _c_pow(base, float(np.float16(p)) if abs(p) <= _HALF_MAX else p, xp)
+    if p in (0.5, -0.5):
+        root = xp.sqrt(base)
+        return root if p > 0 else 1 / root
+    if p == 2:
+        return base * base
+    if p == 3:
+        return base * base * base
+    if p == -2:
+        return 1 / (base * base)
+    return _c_pow(base, p, xp)
+
+
+_HALF_MAX = float(np.finfo(np.float16).max)
+
+
+def _c_pow(base: Any, p: float, xp: Any = np) -> Any:
+    """C's ``pow(base, p)``, worked out on ``|base|``: NumPy's float32
+    power takes a scalar path for negative bases, 50 times slower."""
+    mag = xp.abs(base) ** p
+    if float(p).is_integer():  # pow(-b, n) is +-pow(b, n), zeros and infs too
+        return xp.copysign(mag, base) if p % 2 else mag
+    # a negative base (-inf aside) to any other power has no real value
+    negative = (base < 0) & (base > -math.inf)
+    return xp.where(negative, xp.full_like(mag, math.nan), mag)
 
 
 def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:
