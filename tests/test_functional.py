@@ -477,6 +477,37 @@ def test_adaptive_few_windows_of_many_cells(
         assert_close(pullback(g), xt.grad)
 
 
+@pytest.mark.parametrize(
+    ("sizes", "output_size"),
+    [((100,), 3), ((14, 14), 1), ((97, 5), (2, 5)), ((64, 90), (3, 1))],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_max_of_few_windows_points_at_the_last_nan(
+    sizes: tuple[int, ...], output_size: Any, dtype: Any
+) -> None:
+    """Window by window, an arg-reduce stops at a window's first NaN;
+    PyTorch's index is its last NaN (a NaN always replaces). Windows with
+    several NaN, with none, and of NaN only."""
+    nd = len(sizes)
+    rng = np.random.default_rng(nd)
+    x = normal(shape_of(nd, sizes, True), dtype)
+    planes = x.reshape(*x.shape[:2], -1)  # a view
+    cells = planes.shape[-1]
+    planes[0, 0] = np.nan  # a plane of NaN only
+    planes[0, 1, rng.choice(cells, 3 + cells // 20, replace=False)] = np.nan
+    planes[1, 0, rng.integers(cells)] = np.nan
+    fn, tfn = (
+        getattr(F, f"adaptive_max_pool{nd}d"),
+        getattr(TF, f"adaptive_max_pool{nd}d"),
+    )
+    out, idx = fn(x, output_size, True)
+    want, want_idx = tfn(t(x), output_size, True)
+    assert np.isnan(out).any()
+    assert not np.isnan(out).all()
+    assert_exact(out, want)
+    assert_exact(idx, want_idx)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_adaptive_float_dtypes(dtype: Any, nd: int) -> None:

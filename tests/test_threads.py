@@ -114,6 +114,33 @@ def test_same_result_any_thread_count(
             np.testing.assert_array_equal(g, w, err_msg=f"{name}, {threads} threads")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 9])
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("nan_policy", ["propagate", "omit"])
+def test_global_max_and_min_share_spans_of_the_batch(
+    threads: int, data_format: str, op: str, nan_policy: str
+) -> None:
+    """A global max or min is one reduce over every pooled axis, shared out
+    in spans of the outermost batch axis from 4 blocks a thread (blocks of
+    4 KiB here): any thread count gives NumPy's own reduce, NaN included."""
+    rng = np.random.default_rng(threads)  # values no earlier result shares
+    x = rng.standard_normal((9, 3, 30, 31))
+    x[rng.random(x.shape) < 0.002] = np.nan
+    x[0, 1] = np.nan  # a plane of NaN only
+    spatial = (2, 3)
+    if data_format == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        spatial = (1, 2)
+    reduce = {"max": np.fmax, "min": np.fmin} if nan_policy == "omit" else {
+        "max": np.maximum, "min": np.minimum}  # fmt: skip
+    with np.errstate(invalid="ignore"):
+        want = reduce[op].reduce(x, axis=spatial, keepdims=True)
+    with ndpool.set_num_threads(threads):
+        got = ndpool.pool(x, (30, 31), op=op, axes=spatial, nan_policy=nan_policy)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_threaded_nan_and_ints_match_torch(threads: int) -> None:
     torch = pytest.importorskip("torch")

@@ -429,20 +429,28 @@ def _track_windows(
         inside: tuple[Any, ...] = (Ellipsis, *box)
         part = cells[inside]
         flat = part.reshape(*part.shape[: x.ndim - n], -1)
-        if x.dtype.kind != "f":
-            pos = arg(flat, axis=-1)
-        elif omit:  # the first cell equal to the best real value (none: 0)
+        if omit and x.dtype.kind == "f":  # the first best real value (none: 0)
             best = fold.reduce(flat, axis=-1, keepdims=True)
             pos = np.argmax(flat == best, axis=-1)
         else:
-            nan = np.isnan(flat)
-            last_nan = flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
-            pos = np.where(nan.any(axis=-1), last_nan, arg(flat, axis=-1))
+            pos = np.asarray(arg(flat, axis=-1))
+        if not omit and x.dtype.kind == "f":
+            _last_nans(flat, pos)
         vals[at] = np.take_along_axis(flat, pos[..., None], axis=-1)[..., 0]
         # the winner's box coordinates are its taps past the first valid one
         coords = np.unravel_index(pos, part.shape[x.ndim - n :])
         ranks[at] = start + sum(c * w for c, w in zip(coords, weights, strict=True))
     return rank
+
+
+def _last_nans(flat: Array, pos: Array) -> None:
+    """Point ``pos`` (the arg-reduce of ``flat``'s last axis, which stops
+    at a row's first NaN) at each row's last NaN instead."""
+    first = np.take_along_axis(flat, pos[..., None], axis=-1)[..., 0]
+    rows = np.isnan(first)
+    if rows.any():
+        nan = np.isnan(flat[rows])
+        pos[rows] = flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
 
 
 def _track_loop(
@@ -857,8 +865,13 @@ def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:
 def _sum_all(
     x: Array, geom: Geometry, acc: np.dtype[Any], into: Array | None = None
 ) -> Array:
-    """Window sums; the passes run from the innermost pooled axis out."""
-    return _fold_all(x, geom, np.add, 0, acc, reversed(geom.plans), into)
+    """Window sums; the passes run from the innermost pooled axis out, its
+    strided taps first, unless its windows are irregular (adaptive,
+    fractional): gathering those is cheapest once the other axes have
+    shrunk the array, so then the passes run from the outermost axis in."""
+    inner_first = bool(geom.plans) and geom.plans[-1].regular
+    order = reversed(geom.plans) if inner_first else geom.plans
+    return _fold_all(x, geom, np.add, 0, acc, order, into)
 
 
 def _fold_all(
@@ -873,8 +886,10 @@ def _fold_all(
     """Fold every window of ``x`` with ``fold``, one pooled axis per pass;
     the last pass writes into ``into`` when given (of dtype ``acc``)."""
     plans = list(order)
-    if fold is np.add and plans and all(_whole(p) for p in plans):
-        return _global_sum(x, geom, acc)
+    if plans and _whole(plans[0]) and all(_whole(p) for p in plans):
+        if fold is np.add:
+            return _global_sum(x, geom, acc)
+        return _global_fold(x, geom, fold, acc, into)
     cur = x
     for i, plan in enumerate(plans):
         last = i == len(plans) - 1
@@ -943,6 +958,34 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
     return total.reshape(geom.out_shape)
 
 
+def _global_fold(
+    x: Array, geom: Geometry, fold: np.ufunc, acc: np.dtype[Any], into: Array | None
+) -> Array:
+    """Max or min over whole axes: one reduce over all of them (a reduce
+    per axis would take one short-row call per cell of the axes left).
+    Large inputs share out spans of the outermost batch axis."""
+    out = np.empty(geom.out_shape, dtype=acc) if into is None else into
+    pooled = set(geom.axes)
+    batch = [a for a in range(x.ndim) if a not in pooled and x.shape[a] > 1]
+    threads = min(get_num_threads(), x.nbytes // (4 * BLOCK_BYTES))
+    if batch and threads > 1:
+        axis = batch[0]
+        threads = min(threads, x.shape[axis])
+        edges = [x.shape[axis] * i // threads for i in range(threads + 1)]
+    else:
+        axis, edges = 0, [0, x.shape[0]]
+
+    def run(span: tuple[int, int]) -> None:
+        part = _index(x.ndim, axis, slice(*span))
+        with np.errstate(invalid="ignore"):  # a NaN is a value here, not an error
+            fold.reduce(
+                x[part], axis=geom.axes, keepdims=True, dtype=acc, out=out[part]
+            )
+
+    share(run, itertools.pairwise(edges), threads)
+    return out
+
+
 def _row_sums(matrix: Array, total: Array, lo: int, hi: int) -> None:
     np.einsum(
         "ij->i", matrix[lo:hi], dtype=total.dtype, casting="unsafe", out=total[lo:hi]
@@ -981,6 +1024,21 @@ def _fold_pass(
         return out
 
     sched = _schedule(plan, src.ndim)
+    _fold_taps(src, plan, sched, fold, fill, acc, out)
+    return out
+
+
+def _fold_taps(
+    src: Array,
+    plan: AxisPlan,
+    sched: _Schedule,
+    fold: np.ufunc,
+    fill: Any,
+    acc: np.dtype[Any],
+    out: Array,
+) -> None:
+    """``_fold_pass``'s tap loop, into ``out``."""
+    a = plan.axis
 
     def cells(step: _Step) -> Array:
         if step.read is not None:
@@ -1005,7 +1063,6 @@ def _fold_pass(
     for step in sched.rest:
         part = out[step.into]
         fold(part, cells(step), out=part, dtype=acc)
-    return out
 
 
 class _Step(NamedTuple):
