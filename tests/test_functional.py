@@ -219,6 +219,46 @@ def test_max_pool_indices_on_every_tap_loop(
     _check_max(nd, shape, *args, values_only=False)
 
 
+@pytest.mark.parametrize(
+    ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
+    _max_cases()[3::6],
+)
+def test_max_pool_first_pass_read_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+    nd: int,
+    sizes: tuple[int, ...],
+    kernel: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil: bool,
+    batched: bool,
+) -> None:
+    """A large block's first pass reads rows of taps in place rather than
+    through NumPy's ufunc buffers (``_core._direct``). Test inputs are
+    small, so the test forces it on a sixth of the grid; the buffer size
+    is restored after the call."""
+    from ndpool import _core
+
+    monkeypatch.setattr(_core, "_DIRECT_BYTES", 0)
+    monkeypatch.setattr(_core, "_DIRECT_RUN", 1)
+    shape = shape_of(nd, sizes, batched)
+    args = (kernel, stride, padding, dilation, ceil)
+    before = np.getbufsize()
+    _check_max(nd, shape, *args, values_only=True)
+    x = normal(shape)
+    fn, tfn = getattr(F, f"avg_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
+    if nd < 3 and dilation == 1:  # avg pooling has no dilation
+        avg_args = (kernel, stride, padding, ceil)
+        try:
+            want = tfn(t(x), *avg_args)
+        except RuntimeError:  # e.g. padding over half the kernel
+            want = None
+        if want is not None:
+            assert_close(fn(x, *avg_args), want)
+    assert np.getbufsize() == before
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("make", [ties, normal, special])
