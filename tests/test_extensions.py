@@ -394,7 +394,8 @@ def _torch_named_calls(nd: int) -> list[tuple[str, Callable[..., Any]]]:
                 c = x.shape[0]
             n = x.shape[0] if batched else 1
             u = np.linspace(0.1, 0.9, n * c * nd).reshape(n, c, nd).astype(x.dtype)
-            return fr(x, 2, 2, None, True, u, data_format=df)
+            size = (3, 3) if nd == 2 else (3, 3, 2)  # several windows per axis
+            return fr(x, 2, size, None, True, u, data_format=df)
 
         calls.append(("fractional", frac))
     return calls
