@@ -1089,7 +1089,10 @@ def _fold_pass(
             np.setbufsize(_DIRECT_BUFSIZE)
             _fold_taps(src, plan, sched, fold, fill, acc, out)
     else:
-        _fold_taps(src, plan, sched, fold, fill, acc, out)
+        # NumPy's max and min read strided cells slowly (its add does not):
+        # a first pass along a strided last axis reads phase copies
+        phases = _phases(src, plan) if first and fold is not np.add else None
+        _fold_taps(src, plan, sched, fold, fill, acc, out, phases)
     return out
 
 
@@ -1101,12 +1104,16 @@ def _fold_taps(
     fill: Any,
     acc: np.dtype[Any],
     out: Array,
+    phases: list[Array | None] | None = None,
 ) -> None:
-    """``_fold_pass``'s tap loop, into ``out``."""
+    """``_fold_pass``'s tap loop, into ``out``; regular taps read from
+    ``phases`` where given (``_phases``)."""
     a = plan.axis
 
     def cells(step: _Step) -> Array:
         if step.read is not None:
+            if phases is not None:
+                return _phase_tap(phases, plan, step.tap)
             return src[step.read]
         tap = step.tap
         v = _axis_tap(src, plan, tap)
