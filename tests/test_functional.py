@@ -494,7 +494,14 @@ def test_adaptive_pool(
 
 @pytest.mark.parametrize(
     ("sizes", "output_size"),
-    [((100,), 3), ((1000,), 7), ((97, 5), (2, 5)), ((64, 90), (3, 1))],
+    [
+        ((100,), 3),
+        ((1000,), 7),
+        ((97, 5), (2, 5)),
+        ((64, 90), (3, 1)),
+        ((20, 70), (3, 4)),  # rows of 70 cells: folded window by window too
+        ((10, 9, 8), (3, 2, 2)),
+    ],
 )
 def test_adaptive_few_windows_of_many_cells(
     sizes: tuple[int, ...], output_size: Any
@@ -547,6 +554,29 @@ def test_adaptive_max_of_few_windows_points_at_the_last_nan(
     assert not np.isnan(out).all()
     assert_exact(out, want)
     assert_exact(idx, want_idx)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [((7, 1), (7, 1), 0, 1), ((7, 2), (8, 2), (3, 0), 1), ((5, 1), (9, 1), 0, (2, 1))],
+)
+def test_few_windows_of_long_rows(
+    kernel: Any, stride: Any, padding: Any, dilation: Any
+) -> None:
+    """An axis before the last whose taps are rows of 64 cells or more and
+    outnumber its windows twice is folded window by window (one reduce of
+    rows each): max, average and Lp equal PyTorch's, padding included."""
+    x = special((2, 3, 21, 70))
+    args = (kernel, stride, padding, dilation)
+    assert_exact(F.max_pool2d(x, *args), TF.max_pool2d(t(x), *args))
+    if dilation == 1:
+        y = normal((2, 3, 21, 70))
+        for include in (True, False):
+            avg = (kernel, stride, padding, False, include)
+            assert_close(F.avg_pool2d(y, *avg), TF.avg_pool2d(t(y), *avg))
+        if padding == 0:
+            lp = (2.0, kernel, stride)
+            assert_close(F.lp_pool2d(y, *lp), TF.lp_pool2d(t(y), *lp))
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

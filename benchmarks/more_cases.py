@@ -1,0 +1,258 @@
+"""Cases the issue's benchmark table leaves out: ndpool against PyTorch.
+
+A measurement, not a test. ``compare.py`` times the eleven standard rows;
+this script sweeps the rest of the API (1-d pooling, padding and ceil modes,
+dilation, float64, Lp, adaptive, global and fractional pooling, gradients,
+unpooling) on inputs of the same scale, to find the paths where ndpool is
+slow. Every ndpool result is checked against PyTorch's first. Both
+libraries run in this one process, alternating call by call, at 1 and then
+2 threads (``ndpool.set_num_threads``, ``torch.set_num_threads``).
+
+    python benchmarks/more_cases.py [--quick]
+
+Prints a markdown table of median milliseconds and ratios ndpool / torch.
+``--quick``: a tenth of the input sizes (a smoke run, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import ndpool
+
+Case = tuple[str, Callable[[], Any], Callable[[], Any]]
+
+
+def _vjp(fn: Callable[..., Any], x: np.ndarray, *args: Any) -> Callable[[], Any]:
+    def run() -> Any:
+        out, pullback = ndpool.vjp(fn, x, *args)
+        return pullback(np.ones_like(out))
+
+    return run
+
+
+def _autograd(fn: Callable[..., Any], x: Any, *args: Any) -> Callable[[], Any]:
+    def run() -> Any:
+        x.grad = None
+        out = fn(x, *args)
+        out.backward(out.new_ones(out.shape))
+        return x.grad
+
+    return run
+
+
+def cases(scale: int) -> list[Case]:
+    """(name, ndpool call, torch call), inputs divided by ``scale``."""
+    import torch
+    import torch.nn.functional as tf
+
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int, dtype: Any = np.float32) -> np.ndarray:
+        shape = (max(1, shape[0] // scale), *shape[1:])
+        return rng.standard_normal(shape).astype(dtype)
+
+    seq = normal(64, 128, 1024)  # 1-d: (N, C, L)
+    img = normal(16, 64, 112, 112)
+    head = normal(32, 512, 14, 14)  # a ResNet head
+    vol = normal(2, 16, 32, 64, 64)
+    img64 = img.astype(np.float64)
+    ts, ti, th, tv, ti64 = map(torch.from_numpy, (seq, img, head, vol, img64))
+    n, c = img.shape[:2]
+    u = rng.random((n, c, 2)).astype(np.float32)
+    tu = torch.from_numpy(u)
+    _, where = tf.max_pool2d(ti, 2, return_indices=True)
+    pooled, where_np = tf.max_pool2d(ti, 2).numpy(), where.numpy()
+    tpooled = torch.from_numpy(pooled)
+    grad_x = ti.clone().requires_grad_(True)
+    grad_abs = ti.abs().add(0.1).requires_grad_(True)
+    out: list[Case] = []
+
+    def add(name: str, ours: Callable[[], Any], theirs: Callable[[], Any]) -> None:
+        out.append((name, ours, theirs))
+
+    for args, label in (((2,), "k2"), ((4,), "k4"), ((3, 1, 1), "k3 s1 p1")):
+        add(
+            f"max_pool1d {label} (64,128,1024)",
+            lambda a=args: ndpool.max_pool1d(seq, *a),
+            lambda a=args: tf.max_pool1d(ts, *a),
+        )
+    add(
+        "max_pool1d k3 s2 p1, indices",
+        lambda: ndpool.max_pool1d(seq, 3, 2, 1, return_indices=True),
+        lambda: tf.max_pool1d(ts, 3, 2, 1, return_indices=True),
+    )
+    add(
+        "avg_pool1d k3 s1 p1",
+        lambda: ndpool.avg_pool1d(seq, 3, 1, 1),
+        lambda: tf.avg_pool1d(ts, 3, 1, 1),
+    )
+    add(
+        "max_pool2d k3 s1 p1 (16,64,112,112)",
+        lambda: ndpool.max_pool2d(img, 3, 1, 1),
+        lambda: tf.max_pool2d(ti, 3, 1, 1),
+    )
+    add(
+        "max_pool2d k3 s2 dilation 2",
+        lambda: ndpool.max_pool2d(img, 3, 2, 0, 2),
+        lambda: tf.max_pool2d(ti, 3, 2, 0, 2),
+    )
+    add(
+        "max_pool2d k3 s2 p1 float64",
+        lambda: ndpool.max_pool2d(img64, 3, 2, 1),
+        lambda: tf.max_pool2d(ti64, 3, 2, 1),
+    )
+    add(
+        "avg_pool2d k3 s2 p1, count_include_pad=False",
+        lambda: ndpool.avg_pool2d(img, 3, 2, 1, count_include_pad=False),
+        lambda: tf.avg_pool2d(ti, 3, 2, 1, count_include_pad=False),
+    )
+    add(
+        "avg_pool2d k3 s2, ceil_mode",
+        lambda: ndpool.avg_pool2d(img, 3, 2, ceil_mode=True),
+        lambda: tf.avg_pool2d(ti, 3, 2, ceil_mode=True),
+    )
+    add(
+        "lp_pool2d p2 k2",
+        lambda: ndpool.lp_pool2d(img, 2, 2),
+        lambda: tf.lp_pool2d(ti, 2, 2),
+    )
+    add(  # an even p: sums of mixed signs would cancel (SPEC's rtol fails)
+        "lp_pool2d p4 k3 s2 (negative cells)",
+        lambda: ndpool.lp_pool2d(img, 4, 3, 2),
+        lambda: tf.lp_pool2d(ti, 4, 3, 2),
+    )
+    add(
+        "adaptive_max_pool2d (32,512,14,14) → 1",
+        lambda: ndpool.adaptive_max_pool2d(head, 1),
+        lambda: tf.adaptive_max_pool2d(th, 1),
+    )
+    add(
+        "adaptive_max_pool2d → 1, indices",
+        lambda: ndpool.adaptive_max_pool2d(head, 1, True),
+        lambda: tf.adaptive_max_pool2d(th, 1, True),
+    )
+    add(
+        "adaptive_avg_pool2d (32,512,14,14) → 3",
+        lambda: ndpool.adaptive_avg_pool2d(head, 3),
+        lambda: tf.adaptive_avg_pool2d(th, 3),
+    )
+    for size in (5, 20):
+        add(
+            f"adaptive_avg_pool2d (16,64,112,112) → {size}",
+            lambda s=size: ndpool.adaptive_avg_pool2d(img, s),
+            lambda s=size: tf.adaptive_avg_pool2d(ti, s),
+        )
+    add(
+        "adaptive_max_pool2d (16,64,112,112) → 5",
+        lambda: ndpool.adaptive_max_pool2d(img, 5),
+        lambda: tf.adaptive_max_pool2d(ti, 5),
+    )
+    add(
+        "fractional_max_pool2d k2, ratio 0.7",
+        lambda: ndpool.fractional_max_pool2d(
+            img, 2, output_ratio=0.7, _random_samples=u
+        ),
+        lambda: tf.fractional_max_pool2d(
+            ti, 2, output_ratio=(0.7, 0.7), _random_samples=tu
+        ),
+    )
+    add(
+        "fractional_max_pool2d k2, ratio 0.7, indices",
+        lambda: ndpool.fractional_max_pool2d(
+            img, 2, output_ratio=0.7, return_indices=True, _random_samples=u
+        ),
+        lambda: tf.fractional_max_pool2d(
+            ti, 2, output_ratio=(0.7, 0.7), return_indices=True, _random_samples=tu
+        ),
+    )
+    add(
+        "avg_pool3d k3 s1 p1 (2,16,32,64,64)",
+        lambda: ndpool.avg_pool3d(vol, 3, 1, 1),
+        lambda: tf.avg_pool3d(tv, 3, 1, 1),
+    )
+    add(
+        "max_unpool2d k2",
+        lambda: ndpool.max_unpool2d(pooled, where_np, 2),
+        lambda: tf.max_unpool2d(tpooled, where, 2),
+    )
+    add(
+        "gradient of avg_pool2d k3 s1 p1",
+        _vjp(ndpool.avg_pool2d, img, 3, 1, 1),
+        _autograd(tf.avg_pool2d, grad_x, 3, 1, 1),
+    )
+    add(
+        "gradient of lp_pool2d p2 k2",
+        _vjp(ndpool.lp_pool2d, np.abs(img) + np.float32(0.1), 2, 2),
+        _autograd(tf.lp_pool2d, grad_abs, 2, 2),
+    )
+    return out
+
+
+def check(name: str, ours: Any, theirs: Any) -> None:
+    """Raise unless ndpool's result(s) match PyTorch's: exactly for integer
+    results (indices), to float tolerance otherwise."""
+    mine = ours if isinstance(ours, tuple) else (ours,)
+    want = theirs if isinstance(theirs, tuple) else (theirs,)
+    for a, b in zip(mine, want, strict=True):
+        b = b.detach().numpy()
+        if b.dtype.kind in "iu":
+            ok = np.array_equal(a, b)
+        else:
+            ok = np.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
+        if not ok:
+            msg = f"{name}: ndpool's result differs from PyTorch's"
+            raise AssertionError(msg)
+
+
+def median_ms(
+    ours: Callable[[], Any], theirs: Callable[[], Any]
+) -> tuple[float, float]:
+    """Median ms of each, timed call by call in turn over about a second."""
+    for fn in (ours, theirs, ours, theirs):  # warm-up
+        fn()
+    t0 = time.perf_counter()
+    ours()
+    theirs()
+    rounds = max(5, min(51, int(1.0 / max(time.perf_counter() - t0, 1e-6))))
+    a, b = [], []
+    for _ in range(rounds):
+        for fn, times in ((ours, a), (theirs, b)):
+            t0 = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - t0)
+    return float(np.median(a)) / 1e6, float(np.median(b)) / 1e6
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    scale = 10 if parser.parse_args().quick else 1
+    rows = []
+    for name, ours, theirs in cases(scale):
+        check(name, ours(), theirs())
+        times = []
+        for threads in (1, 2):
+            ndpool.set_num_threads(threads)
+            torch.set_num_threads(threads)
+            times.append(median_ms(ours, theirs))
+        rows.append((name, times))
+    head = ["torch 1t", "ndpool 1t", "ratio 1t", "torch 2t", "ndpool 2t", "ratio 2t"]
+    print("| case (float32 unless said; ms) | " + " | ".join(head) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for name, ((a1, b1), (a2, b2)) in rows:
+        print(
+            f"| {name} | {b1:.2f} | {a1:.2f} | {a1 / b1:.2f} "
+            f"| {b2:.2f} | {a2:.2f} | {a2 / b2:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
