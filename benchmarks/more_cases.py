@@ -172,6 +172,11 @@ def cases(scale: int) -> list[Case]:
         ),
     )
     add(
+        "adaptive_avg_pool3d (2,16,32,64,64) → 3",
+        lambda: ndpool.adaptive_avg_pool3d(vol, 3),
+        lambda: tf.adaptive_avg_pool3d(tv, 3),
+    )
+    add(
         "avg_pool3d k3 s1 p1 (2,16,32,64,64)",
         lambda: ndpool.avg_pool3d(vol, 3, 1, 1),
         lambda: tf.avg_pool3d(tv, 3, 1, 1),
