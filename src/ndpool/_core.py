@@ -1105,9 +1105,12 @@ def _fold_pass(
 
     sched = _schedule(plan, src.ndim)
     if first and src.nbytes >= _DIRECT_BYTES and _direct(src, plan, acc):
-        with np.errstate():  # which restores the buffer size on the way out
-            np.setbufsize(_DIRECT_BUFSIZE)
+        # per thread (NumPy 1.x: the thread's state; 2.x: its context)
+        old = np.setbufsize(_DIRECT_BUFSIZE)
+        try:
             _fold_taps(src, plan, sched, fold, fill, acc, out)
+        finally:
+            np.setbufsize(old)
     else:
         # NumPy's max and min read strided cells slowly (its add does not):
         # a first pass along a strided last axis reads phase copies
