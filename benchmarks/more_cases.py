@@ -76,83 +76,40 @@ def cases(scale: int) -> list[Case]:
     def add(name: str, ours: Callable[[], Any], theirs: Callable[[], Any]) -> None:
         out.append((name, ours, theirs))
 
-    for args, label in (((2,), "k2"), ((4,), "k4"), ((3, 1, 1), "k3 s1 p1")):
-        add(
-            f"max_pool1d {label} (64,128,1024)",
-            lambda a=args: ndpool.max_pool1d(seq, *a),
-            lambda a=args: tf.max_pool1d(ts, *a),
-        )
-    add(
-        "max_pool1d k3 s2 p1, indices",
-        lambda: ndpool.max_pool1d(seq, 3, 2, 1, return_indices=True),
-        lambda: tf.max_pool1d(ts, 3, 2, 1, return_indices=True),
-    )
-    add(
-        "avg_pool1d k3 s1 p1",
-        lambda: ndpool.avg_pool1d(seq, 3, 1, 1),
-        lambda: tf.avg_pool1d(ts, 3, 1, 1),
-    )
-    add(
-        "max_pool2d k3 s1 p1 (16,64,112,112)",
-        lambda: ndpool.max_pool2d(img, 3, 1, 1),
-        lambda: tf.max_pool2d(ti, 3, 1, 1),
-    )
-    add(
-        "max_pool2d k3 s2 dilation 2",
-        lambda: ndpool.max_pool2d(img, 3, 2, 0, 2),
-        lambda: tf.max_pool2d(ti, 3, 2, 0, 2),
-    )
-    add(
-        "max_pool2d k3 s2 p1 float64",
-        lambda: ndpool.max_pool2d(img64, 3, 2, 1),
-        lambda: tf.max_pool2d(ti64, 3, 2, 1),
-    )
-    add(
+    def same(name: str, fn: str, pair: tuple[Any, Any], *args: Any, **kw: Any) -> None:
+        """A case calling the function of the same name in both libraries."""
+        ours, theirs = getattr(ndpool, fn), getattr(tf, fn)
+        x, tx = pair
+        add(name, lambda: ours(x, *args, **kw), lambda: theirs(tx, *args, **kw))
+
+    s1, i2, h2, v3, f64 = (seq, ts), (img, ti), (head, th), (vol, tv), (img64, ti64)
+    same("max_pool1d k2 (64,128,1024)", "max_pool1d", s1, 2)
+    same("max_pool1d k4 (64,128,1024)", "max_pool1d", s1, 4)
+    same("max_pool1d k3 s1 p1 (64,128,1024)", "max_pool1d", s1, 3, 1, 1)
+    same("max_pool1d k3 s2 p1, indices", "max_pool1d", s1, 3, 2, 1, return_indices=True)
+    same("avg_pool1d k3 s1 p1", "avg_pool1d", s1, 3, 1, 1)
+    same("max_pool2d k3 s1 p1 (16,64,112,112)", "max_pool2d", i2, 3, 1, 1)
+    same("max_pool2d k3 s2 dilation 2", "max_pool2d", i2, 3, 2, 0, 2)
+    same("max_pool2d k3 s2 p1 float64", "max_pool2d", f64, 3, 2, 1)
+    same(
         "avg_pool2d k3 s2 p1, count_include_pad=False",
-        lambda: ndpool.avg_pool2d(img, 3, 2, 1, count_include_pad=False),
-        lambda: tf.avg_pool2d(ti, 3, 2, 1, count_include_pad=False),
+        "avg_pool2d",
+        i2,
+        3,
+        2,
+        1,
+        count_include_pad=False,
     )
-    add(
-        "avg_pool2d k3 s2, ceil_mode",
-        lambda: ndpool.avg_pool2d(img, 3, 2, ceil_mode=True),
-        lambda: tf.avg_pool2d(ti, 3, 2, ceil_mode=True),
-    )
-    add(
-        "lp_pool2d p2 k2",
-        lambda: ndpool.lp_pool2d(img, 2, 2),
-        lambda: tf.lp_pool2d(ti, 2, 2),
-    )
-    add(  # an even p: sums of mixed signs would cancel (SPEC's rtol fails)
-        "lp_pool2d p4 k3 s2 (negative cells)",
-        lambda: ndpool.lp_pool2d(img, 4, 3, 2),
-        lambda: tf.lp_pool2d(ti, 4, 3, 2),
-    )
-    add(
-        "adaptive_max_pool2d (32,512,14,14) → 1",
-        lambda: ndpool.adaptive_max_pool2d(head, 1),
-        lambda: tf.adaptive_max_pool2d(th, 1),
-    )
-    add(
-        "adaptive_max_pool2d → 1, indices",
-        lambda: ndpool.adaptive_max_pool2d(head, 1, True),
-        lambda: tf.adaptive_max_pool2d(th, 1, True),
-    )
-    add(
-        "adaptive_avg_pool2d (32,512,14,14) → 3",
-        lambda: ndpool.adaptive_avg_pool2d(head, 3),
-        lambda: tf.adaptive_avg_pool2d(th, 3),
-    )
-    for size in (5, 20):
-        add(
-            f"adaptive_avg_pool2d (16,64,112,112) → {size}",
-            lambda s=size: ndpool.adaptive_avg_pool2d(img, s),
-            lambda s=size: tf.adaptive_avg_pool2d(ti, s),
-        )
-    add(
-        "adaptive_max_pool2d (16,64,112,112) → 5",
-        lambda: ndpool.adaptive_max_pool2d(img, 5),
-        lambda: tf.adaptive_max_pool2d(ti, 5),
-    )
+    same("avg_pool2d k3 s2, ceil_mode", "avg_pool2d", i2, 3, 2, ceil_mode=True)
+    same("lp_pool2d p2 k2", "lp_pool2d", i2, 2, 2)
+    # an even p: sums of mixed signs would cancel (SPEC's rtol then fails)
+    same("lp_pool2d p4 k3 s2 (negative cells)", "lp_pool2d", i2, 4, 3, 2)
+    same("adaptive_max_pool2d (32,512,14,14) → 1", "adaptive_max_pool2d", h2, 1)
+    same("adaptive_max_pool2d → 1, indices", "adaptive_max_pool2d", h2, 1, True)
+    same("adaptive_avg_pool2d (32,512,14,14) → 3", "adaptive_avg_pool2d", h2, 3)
+    same("adaptive_avg_pool2d (16,64,112,112) → 5", "adaptive_avg_pool2d", i2, 5)
+    same("adaptive_avg_pool2d (16,64,112,112) → 20", "adaptive_avg_pool2d", i2, 20)
+    same("adaptive_max_pool2d (16,64,112,112) → 5", "adaptive_max_pool2d", i2, 5)
     add(
         "fractional_max_pool2d k2, ratio 0.7",
         lambda: ndpool.fractional_max_pool2d(
@@ -171,16 +128,8 @@ def cases(scale: int) -> list[Case]:
             ti, 2, output_ratio=(0.7, 0.7), return_indices=True, _random_samples=tu
         ),
     )
-    add(
-        "adaptive_avg_pool3d (2,16,32,64,64) → 3",
-        lambda: ndpool.adaptive_avg_pool3d(vol, 3),
-        lambda: tf.adaptive_avg_pool3d(tv, 3),
-    )
-    add(
-        "avg_pool3d k3 s1 p1 (2,16,32,64,64)",
-        lambda: ndpool.avg_pool3d(vol, 3, 1, 1),
-        lambda: tf.avg_pool3d(tv, 3, 1, 1),
-    )
+    same("adaptive_avg_pool3d (2,16,32,64,64) → 3", "adaptive_avg_pool3d", v3, 3)
+    same("avg_pool3d k3 s1 p1 (2,16,32,64,64)", "avg_pool3d", v3, 3, 1, 1)
     add(
         "max_unpool2d k2",
         lambda: ndpool.max_unpool2d(pooled, where_np, 2),

@@ -186,17 +186,23 @@ def _check_max(
             assert_exact(fn(x, *args), tfn(t(x), *args))
 
 
-@pytest.mark.parametrize(
-    ("phase_bytes", "select_cells"), [(0, 0), (0, 1 << 62), (1 << 62, 0)]
-)
+#: settings of ``_core`` that force each way of a tap loop on small inputs
+TAP_LOOPS = {
+    "phases-select": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 0},
+    "phases-two-calls": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 1 << 62},
+    "in-place-select": {"_PHASE_BYTES": 1 << 62, "_SELECT_CELLS": 0},
+    "unbuffered": {"_DIRECT_BYTES": 0, "_DIRECT_RUN": 1},
+}
+
+
+@pytest.mark.parametrize("loop", sorted(TAP_LOOPS))
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
     _max_cases()[::6],
 )
-def test_max_pool_indices_on_every_tap_loop(
+def test_max_pool_on_every_tap_loop(
     monkeypatch: pytest.MonkeyPatch,
-    phase_bytes: int,
-    select_cells: int,
+    loop: str,
     nd: int,
     sizes: tuple[int, ...],
     kernel: Any,
@@ -206,54 +212,28 @@ def test_max_pool_indices_on_every_tap_loop(
     ceil: bool,
     batched: bool,
 ) -> None:
-    """The argmax tap loop chooses by size: strided taps read from phase
-    copies from ``_PHASE_BYTES`` of input (so does a values-only first pass
-    along the last axis), ranks update with one masked copy up to
-    ``_SELECT_CELLS`` of output. Test inputs are small, so the test forces
-    each way on a sixth of the grid."""
+    """The tap loops choose by size: strided taps of the argmax loop (and
+    of a values-only first pass along the last axis) read from phase copies
+    from ``_PHASE_BYTES`` of input; ranks update with one masked copy up to
+    ``_SELECT_CELLS`` of output; a large block's first pass reads rows of
+    taps in place, not through NumPy's ufunc buffers (``_core._direct``),
+    and the buffer size is restored after. Test inputs are small, so the
+    test forces each way on a sixth of the grid, averages too."""
     from ndpool import _core
 
-    monkeypatch.setattr(_core, "_PHASE_BYTES", phase_bytes)
-    monkeypatch.setattr(_core, "_SELECT_CELLS", select_cells)
-    shape = shape_of(nd, sizes, batched)
-    args = (kernel, stride, padding, dilation, ceil)
-    _check_max(nd, shape, *args, values_only=True)
-
-
-@pytest.mark.parametrize(
-    ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
-    _max_cases()[3::6],
-)
-def test_max_pool_first_pass_read_in_place(
-    monkeypatch: pytest.MonkeyPatch,
-    nd: int,
-    sizes: tuple[int, ...],
-    kernel: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil: bool,
-    batched: bool,
-) -> None:
-    """A large block's first pass reads rows of taps in place rather than
-    through NumPy's ufunc buffers (``_core._direct``). Test inputs are
-    small, so the test forces it on a sixth of the grid; the buffer size
-    is restored after the call."""
-    from ndpool import _core
-
-    monkeypatch.setattr(_core, "_DIRECT_BYTES", 0)
-    monkeypatch.setattr(_core, "_DIRECT_RUN", 1)
+    for name, value in TAP_LOOPS[loop].items():
+        monkeypatch.setattr(_core, name, value)
     shape = shape_of(nd, sizes, batched)
     args = (kernel, stride, padding, dilation, ceil)
     before = np.getbufsize()
     _check_max(nd, shape, *args, values_only=True)
-    x = normal(shape)
-    fn, tfn = getattr(F, f"avg_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
     if nd < 3 and dilation == 1:  # avg pooling has no dilation
+        x = normal(shape)
+        fn, tfn = getattr(F, f"avg_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
         avg_args = (kernel, stride, padding, ceil)
         try:
             want = tfn(t(x), *avg_args)
-        except RuntimeError:  # e.g. padding over half the kernel
+        except RuntimeError:  # torch refuses (padding over half the kernel)
             want = None
         if want is not None:
             assert_close(fn(x, *avg_args), want)
