@@ -3,6 +3,7 @@ hang or an out-of-memory kill."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -205,19 +206,35 @@ def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -
         call()
 
 
-@pytest.mark.parametrize("op", ["avg", "sum", "lp"])
-def test_a_pass_larger_than_memory_is_refused(op: str) -> None:
-    """Sums fold the innermost axis first: padded to 10**5 windows beside a
-    200,000-cell axis that the next pass sums whole, the intermediate would
-    be 160 GB where input and output are small. A ValueError, not a
-    MemoryError (max folds the other way round and pools it)."""
+@pytest.mark.parametrize(
+    ("op", "want"),
+    [("max", 1.0), ("avg", 1e-5), ("sum", 2e5), ("lp", math.sqrt(2e5))],
+)
+def test_no_pass_is_larger_than_the_input_or_the_output(op: str, want: float) -> None:
+    """The axes that shrink most go first (``_core.pass_order``): 10**5
+    padded windows beside a 200,000-cell axis summed whole would be a
+    160 GB intermediate the other way round; the whole axis goes first and
+    input, intermediate and output stay small."""
     k, n = 10**5, 200_000
     x = np.ones((n, 1))
     kw: dict[str, Any] = {"stride": 1, "padding": ((0, 0), (k - 1, k - 1))}
-    with pytest.raises(ValueError, match="between two axes' passes"):
-        ndpool.pool(x, (n, k), op=op, norm_type=2.0, **kw)
-    got = ndpool.pool(x, (n, k), op="max", **kw)
-    np.testing.assert_array_equal(got, np.ones((1, k)))
+    got = ndpool.pool(x, (n, k), op=op, norm_type=2.0 if op == "lp" else None, **kw)
+    np.testing.assert_allclose(got, np.full((1, k), want), rtol=1e-12)
+
+
+def test_adaptive_upsampling_beside_a_shrinking_axis() -> None:
+    """An axis pooled to 80,000 cells out of 1, beside one of 80,001 cells
+    pooled to 2: shrinking the long axis first keeps the intermediate at
+    two columns (the other way round it is 6.4 billion cells)."""
+    x = np.random.default_rng(0).random((1, 1, 1, 80_001)).astype(np.float32)
+    torch = pytest.importorskip("torch")
+    tx = torch.from_numpy(x)
+    got = F.adaptive_avg_pool2d(x, (80_000, 2))
+    want = torch.nn.functional.adaptive_avg_pool2d(tx, (80_000, 2)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    got = F.adaptive_max_pool2d(x, (80_000, 2))
+    want = torch.nn.functional.adaptive_max_pool2d(tx, (80_000, 2)).numpy()
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("op", ["max", "avg", "lp"])

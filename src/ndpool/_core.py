@@ -348,12 +348,13 @@ def _extreme(
     fill: Any = None,
 ) -> Array:
     """Max or min values only: any tap order gives the same result, so the
-    passes run from the outermost pooled axis in (whole rows first).
+    passes run in ``pass_order``.
     ``fill`` (default: the op's identity) is what a window with no cell gets."""
     fold, _ = _folds(op, omit)
     if fill is None:
         fill = _fill_value(x.dtype, op, omit)
-    return _fold_all(x, geom, fold, fill, x.dtype, geom.plans, into)
+    order = pass_order(geom, x.shape, False)
+    return _fold_all(x, geom, fold, fill, x.dtype, order, into)
 
 
 def _track(
@@ -879,10 +880,12 @@ def torch_pow(base: Any, p: float, xp: Any = np, *, half: bool = False) -> Any:
     square root and ``p = -0.5`` one over it (``-inf`` then gives NaN where
     C's pow gives +inf and 0, and ``-0.0`` gives ``-0.0`` and ``-inf``), and
     2, 3 and -2 are products (``b*b``, ``b*b*b``, ``1/(b*b)``); other
-    powers are C's pow. For float16 (``half``: the input's dtype, whatever
-    ``base`` was widened to) it calls C's pow with ``p`` rounded to float16
-    (1/3 is 0.33325; 1e-9 is 0), where ``|p|`` is within float16's range
-    (PyTorch refuses the others: ndpool keeps ``p``).
+    powers are a pow in the base's precision (NumPy's here, as PyTorch's
+    vector loop; its scalar loop over an array's last few cells works in
+    double and may differ in the last bit). For float16 (``half``: the
+    input's dtype, whatever ``base`` was widened to) it calls C's pow with
+    ``p`` rounded to float16 (1/3 is 0.33325; 1e-9 is 0), where ``|p|`` is
+    within float16's range (PyTorch refuses the others: ndpool keeps ``p``).
     """
     if half:
         return _c_pow(base, float(np.float16(p)) if abs(p) <= _HALF_MAX else p, xp)
@@ -923,13 +926,23 @@ def _rounded(values: Array, dtype: np.dtype[Any]) -> Array:
 def _sum_all(
     x: Array, geom: Geometry, acc: np.dtype[Any], into: Array | None = None
 ) -> Array:
-    """Window sums; the passes run from the innermost pooled axis out, its
+    """Window sums, in ``pass_order``."""
+    return _fold_all(x, geom, np.add, 0, acc, pass_order(geom, x.shape, True), into)
+
+
+def pass_order(geom: Geometry, shape: Sequence[int], sums: bool) -> list[AxisPlan]:
+    """The order of ``geom``'s passes over an array of ``shape``: the axes
+    that shrink most first, so that an axis pooled to more cells than it
+    has (adaptive upsampling) widens an array the others have shrunk, not
+    the input. Between axes that shrink alike, max and min run from the
+    outermost axis in (whole rows first); sums from the innermost out, its
     strided taps first, unless its windows are irregular (adaptive,
-    fractional): gathering those is cheapest once the other axes have
-    shrunk the array, so then the passes run from the outermost axis in."""
-    inner_first = bool(geom.plans) and geom.plans[-1].regular
-    order = reversed(geom.plans) if inner_first else geom.plans
-    return _fold_all(x, geom, np.add, 0, acc, order, into)
+    fractional): gathering those is cheapest on an array the other axes
+    have shrunk."""
+    plans = list(geom.plans)
+    if sums and plans and plans[-1].regular:
+        plans.reverse()
+    return sorted(plans, key=lambda p: p.out / max(shape[p.axis], 1))
 
 
 def _fold_all(
@@ -1179,8 +1192,14 @@ def _direct(src: Array, plan: AxisPlan, acc: np.dtype[Any]) -> bool:
     if src.dtype != acc:
         return False
     a = plan.axis
+    step = src.itemsize  # the axes after ``a`` must be one contiguous run
+    for d in range(src.ndim - 1, a, -1):
+        if src.shape[d] > 1 and src.strides[d] != step:
+            return False
+        step *= src.shape[d]
     if a == src.ndim - 1:  # the taps run along the axis: unit strides only
-        run = plan.out if plan.regular and plan.stride == 1 else 0
+        unit = plan.regular and plan.stride == 1 and src.strides[a] == src.itemsize
+        run = plan.out if unit else 0
     else:  # each tap is whole rows of the axes after this one
         run = math.prod(src.shape[a + 1 :])
     return run >= _DIRECT_RUN

@@ -40,6 +40,7 @@ from ._core import (
     check_pass,
     is_dask,
     native_order,
+    pass_order,
     torch_pow,
     window_major,
 )
@@ -607,15 +608,15 @@ def _rescaled_norm(
 
 
 def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
-    """Window sums, one axis pass at a time (innermost first). A tap adds
-    only where it lies inside the input (``_widen``), in the order of
+    """Window sums, one axis pass at a time (``_core.pass_order``). A tap
+    adds only where it lies inside the input (``_widen``), in the order of
     ``_core._fold_pass``, so the sums round alike."""
 
     def window_sum(cells: Any, a: int) -> Any:
         return xp.sum(cells, axis=a, keepdims=True, dtype=cells.dtype)
 
     cur = x
-    plans = geom.plans[::-1]
+    plans = pass_order(geom, x.shape, True)
     for i, plan in enumerate(plans):
         a = plan.axis
         if i < len(plans) - 1:  # as the core: a pass no memory holds
