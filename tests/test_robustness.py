@@ -211,10 +211,10 @@ def test_outputs_and_tables_beyond_memory_are_refused(call: Any, pattern: str) -
     [("max", 1.0), ("avg", 1e-5), ("sum", 2e5), ("lp", math.sqrt(2e5))],
 )
 def test_no_pass_is_larger_than_the_input_or_the_output(op: str, want: float) -> None:
-    """The axes that shrink most go first (``_core.pass_order``): 10**5
-    padded windows beside a 200,000-cell axis summed whole would be a
-    160 GB intermediate the other way round; the whole axis goes first and
-    input, intermediate and output stay small."""
+    """An axis pooled to more cells than it has goes last
+    (``_core.pass_order``): 10**5 padded windows beside a 200,000-cell axis
+    summed whole would be a 160 GB intermediate the other way round; the
+    whole axis goes first and input, intermediate and output stay small."""
     k, n = 10**5, 200_000
     x = np.ones((n, 1))
     kw: dict[str, Any] = {"stride": 1, "padding": ((0, 0), (k - 1, k - 1))}

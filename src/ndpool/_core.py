@@ -931,18 +931,22 @@ def _sum_all(
 
 
 def pass_order(geom: Geometry, shape: Sequence[int], sums: bool) -> list[AxisPlan]:
-    """The order of ``geom``'s passes over an array of ``shape``: the axes
-    that shrink most first, so that an axis pooled to more cells than it
-    has (adaptive upsampling) widens an array the others have shrunk, not
-    the input. Between axes that shrink alike, max and min run from the
-    outermost axis in (whole rows first); sums from the innermost out, its
-    strided taps first, unless its windows are irregular (adaptive,
-    fractional): gathering those is cheapest on an array the other axes
-    have shrunk."""
+    """The order of ``geom``'s passes over an array of ``shape``. Max and
+    min run from the outermost axis in (whole rows first); sums from the
+    innermost out, its strided taps first, unless its windows are irregular
+    (adaptive, fractional): gathering those is cheapest on an array the
+    other axes have shrunk. Axes pooled to more cells than they have
+    (adaptive upsampling, padding) come last, least widened first, so no
+    intermediate is larger than the input or the output."""
     plans = list(geom.plans)
     if sums and plans and plans[-1].regular:
         plans.reverse()
-    return sorted(plans, key=lambda p: p.out / max(shape[p.axis], 1))
+
+    def widening(p: AxisPlan) -> float:
+        ratio = p.out / max(shape[p.axis], 1)
+        return ratio if ratio > 1 else 0.0
+
+    return sorted(plans, key=widening)
 
 
 def _fold_all(
