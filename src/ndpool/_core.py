@@ -353,7 +353,7 @@ def _extreme(
     fold, _ = _folds(op, omit)
     if fill is None:
         fill = _fill_value(x.dtype, op, omit)
-    order = pass_order(geom, x.shape, False)
+    order = pass_order(geom, False)
     return _fold_all(x, geom, fold, fill, x.dtype, order, into)
 
 
@@ -927,26 +927,32 @@ def _sum_all(
     x: Array, geom: Geometry, acc: np.dtype[Any], into: Array | None = None
 ) -> Array:
     """Window sums, in ``pass_order``."""
-    return _fold_all(x, geom, np.add, 0, acc, pass_order(geom, x.shape, True), into)
+    return _fold_all(x, geom, np.add, 0, acc, pass_order(geom, True), into)
 
 
-def pass_order(geom: Geometry, shape: Sequence[int], sums: bool) -> list[AxisPlan]:
+def pass_order(geom: Geometry, sums: bool) -> list[AxisPlan]:
     """The order of ``geom``'s passes over an array of ``shape``. Max and
     min run from the outermost axis in (whole rows first); sums from the
     innermost out, its strided taps first, unless its windows are irregular
     (adaptive, fractional): gathering those is cheapest on an array the
     other axes have shrunk. Axes pooled to more cells than they have
     (adaptive upsampling, padding) come last, least widened first, so no
-    intermediate is larger than the input or the output."""
-    plans = list(geom.plans)
-    if sums and plans and plans[-1].regular:
-        plans.reverse()
+    intermediate is larger than the input or the output. Kept beside the
+    geometry (a block of it has the same pooled axes)."""
+    kept: dict[bool, list[AxisPlan]] = geom.__dict__.setdefault("_orders", {})
+    order = kept.get(sums)
+    if order is None:
+        plans = list(geom.plans)
+        if sums and plans and plans[-1].regular:
+            plans.reverse()
+        shape = geom.shape
 
-    def widening(p: AxisPlan) -> float:
-        ratio = p.out / max(shape[p.axis], 1)
-        return ratio if ratio > 1 else 0.0
+        def widening(p: AxisPlan) -> float:
+            ratio = p.out / max(shape[p.axis], 1)
+            return ratio if ratio > 1 else 0.0
 
-    return sorted(plans, key=widening)
+        order = kept[sums] = sorted(plans, key=widening)
+    return order
 
 
 def _fold_all(
@@ -1003,11 +1009,9 @@ def _rows_major(src: Array, plan: AxisPlan) -> bool:
     """Whether a pass over ``src`` folds window by window because its taps
     are long rows and outnumber the windows ``ROWS_MAJOR`` times."""
     a = plan.axis
-    if plan.per_plane or a == src.ndim - 1:
+    if plan.out * ROWS_MAJOR >= len(plan.live_taps) or a == src.ndim - 1:
         return False
-    if math.prod(src.shape[a + 1 :]) < ROWS_RUN:
-        return False
-    return plan.out * ROWS_MAJOR < len(plan.live_taps)
+    return not plan.per_plane and math.prod(src.shape[a + 1 :]) >= ROWS_RUN
 
 
 def check_pass(shape: Sequence[int], plan: AxisPlan, size: int, itemsize: int) -> None:
@@ -1131,7 +1135,8 @@ def _fold_pass(
     else:
         # NumPy's max and min read strided cells slowly (its add does not):
         # a first pass along a strided last axis reads phase copies
-        phases = _phases(src, plan) if first and fold is not np.add else None
+        phased = first and fold is not np.add and src.nbytes >= _PHASE_BYTES
+        phases = _phases(src, plan) if phased else None
         _fold_taps(src, plan, sched, fold, fill, acc, out, phases)
     return out
 

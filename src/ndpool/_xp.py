@@ -616,7 +616,7 @@ def _sum_all(xp: Any, x: Any, geom: Geometry) -> Any:
         return xp.sum(cells, axis=a, keepdims=True, dtype=cells.dtype)
 
     cur = x
-    plans = pass_order(geom, x.shape, True)
+    plans = pass_order(geom, True)
     for i, plan in enumerate(plans):
         a = plan.axis
         if i < len(plans) - 1:  # as the core: a pass no memory holds
