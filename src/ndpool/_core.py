@@ -212,8 +212,13 @@ def _blocks(
     # changes a result, only how the work is shared)
     count = -(-length // step)
     count = min(length, -(-count // threads) * threads)
+    return axis, _spans(length, count)
+
+
+def _spans(length: int, count: int) -> list[tuple[int, int]]:
+    """``0:length`` cut into ``count`` spans (lo, hi) as even as can be."""
     edges = [length * i // count for i in range(count + 1)]
-    return axis, list(itertools.pairwise(edges))
+    return list(itertools.pairwise(edges))
 
 
 def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
@@ -636,38 +641,26 @@ def _axis_tap(src: Array, plan: AxisPlan, tap: Tap) -> Array:
     # positions drawn per plane: one flat take where the planes are the
     # axes before this one (channels-first; channels-last varies after it)
     if src.flags.c_contiguous and all(n == 1 for n in cells.shape[a + 1 :]):
-        if a < src.ndim - 1:
-            return _take_rows(src, cells, a)
-        return _take_cells(src, cells)
+        return _take_rows(src, cells, a)
     return np.take_along_axis(src, cells, axis=a)
-
-
-def _take_cells(src: Array, cells: IntArray) -> Array:
-    """``take_along_axis(src, cells, -1)`` for positions drawn per plane
-    that broadcast over the axes before the last, as one take of flat
-    indices (4x faster than take_along_axis's index on every axis)."""
-    length = src.shape[-1]
-    shape = (*src.shape[:-1], cells.shape[-1])
-    rows = np.arange(math.prod(src.shape[:-1]), dtype=np.int64).reshape(shape[:-1])
-    flat = np.add((rows * length)[..., None], cells, dtype=np.int64)
-    taken: Array = np.take(src.reshape(-1), flat)
-    return taken
 
 
 def _take_rows(src: Array, cells: IntArray, axis: int) -> Array:
     """``take_along_axis(src, cells, axis)`` for positions drawn per plane
     (``cells`` broadcasts over the axes after ``axis``), as one take of
-    whole rows of those axes: take_along_axis indexes every cell on every
-    axis (28x slower on fractional pooling's first pass)."""
-    lead, length = src.shape[:axis], src.shape[axis]
-    pos = cells[(Ellipsis,) + (0,) * (src.ndim - axis - 1)]
-    out = pos.shape[-1]
-    planes = math.prod(lead)
-    pos = np.broadcast_to(pos, (*lead, out)).reshape(planes, out)
-    rows = pos + (np.arange(planes) * length)[:, None]
-    table = src.reshape(planes * length, -1)
-    taken: Array = np.take(table, rows.ravel(), axis=0)
-    return taken.reshape(*lead, out, *src.shape[axis + 1 :])
+    whole rows of those axes, or of cells along the last axis:
+    take_along_axis indexes every cell on every axis (4x slower along the
+    last axis, 28x before it, on fractional pooling)."""
+    lead, length, tail = src.shape[:axis], src.shape[axis], src.shape[axis + 1 :]
+    pos = cells[(Ellipsis,) + (0,) * len(tail)]
+    origins = np.arange(math.prod(lead), dtype=np.int64).reshape(lead) * length
+    rows: Array = np.add(origins[..., None], pos, dtype=np.int64)  # (*lead, out)
+    if tail:
+        table = src.reshape(math.prod(lead) * length, math.prod(tail))
+        taken: Array = np.take(table, rows.ravel(), axis=0)
+    else:
+        taken = np.take(src.reshape(-1), rows)
+    return taken.reshape(*rows.shape, *tail)
 
 
 def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Array:
@@ -1044,17 +1037,21 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
     cells = math.prod(x.shape[first:])
     matrix = np.ascontiguousarray(x).reshape(-1, cells)
     total = np.empty(matrix.shape[0], dtype=acc)
-    # rows are independent: large inputs share them out, one span a thread.
-    # Below 4 blocks a thread, waking a helper and waiting for it costs
-    # about what it saves (measured: 12.8 MB, 0.29 ms either way)
-    threads = min(get_num_threads(), matrix.nbytes // (4 * BLOCK_BYTES), len(total))
+    threads = _global_threads(matrix.nbytes, len(total))
     if threads <= 1:
         _row_sums(matrix, total, 0, len(total))
     else:
-        edges = [len(total) * i // threads for i in range(threads + 1)]
-        spans = itertools.pairwise(edges)
+        spans = _spans(len(total), threads)
         share(lambda e: _row_sums(matrix, total, *e), spans, threads)
     return total.reshape(geom.out_shape)
+
+
+def _global_threads(nbytes: int, rows: int) -> int:
+    """Threads for a global reduction of ``nbytes`` over ``rows``
+    independent rows, one span each. Below 4 blocks a thread, waking a
+    helper and waiting for it costs about what it saves (measured: 12.8 MB,
+    0.29 ms either way)."""
+    return min(get_num_threads(), nbytes // (4 * BLOCK_BYTES), rows)
 
 
 def _global_fold(
@@ -1066,13 +1063,8 @@ def _global_fold(
     out = np.empty(geom.out_shape, dtype=acc) if into is None else into
     pooled = set(geom.axes)
     batch = [a for a in range(x.ndim) if a not in pooled and x.shape[a] > 1]
-    threads = min(get_num_threads(), x.nbytes // (4 * BLOCK_BYTES))
-    if batch and threads > 1:
-        axis = batch[0]
-        threads = min(threads, x.shape[axis])
-        edges = [x.shape[axis] * i // threads for i in range(threads + 1)]
-    else:
-        axis, edges = 0, [0, x.shape[0]]
+    axis = batch[0] if batch else 0
+    threads = _global_threads(x.nbytes, x.shape[axis] if batch else 1)
 
     def run(span: tuple[int, int]) -> None:
         part = _index(x.ndim, axis, slice(*span))
@@ -1081,7 +1073,7 @@ def _global_fold(
                 x[part], axis=geom.axes, keepdims=True, dtype=acc, out=out[part]
             )
 
-    share(run, itertools.pairwise(edges), threads)
+    share(run, _spans(x.shape[axis], max(threads, 1)), threads)
     return out
 
 
