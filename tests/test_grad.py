@@ -529,6 +529,21 @@ def test_float16_lp_pool_rounds_its_powers_to_float16_as_torch(
     np.testing.assert_allclose(got, tx.grad.numpy(), rtol=2**-9, atol=0)
 
 
+def test_float16_power_beyond_float16_is_kept_as_given() -> None:
+    """PyTorch refuses a float16 pow whose power float16 cannot hold
+    (65504 at most); ndpool keeps such a power as given, rather than round
+    it to infinity (docs/differences.md)."""
+    from ndpool._core import torch_pow
+
+    base = np.array([1.0001, 0.5, -1.0001], dtype=np.float32)
+    with pytest.raises(RuntimeError, match="Half without overflow"):
+        torch.tensor(base.astype(np.float16)).pow(70000.0)
+    got = torch_pow(base, 70000.0, half=True)
+    np.testing.assert_allclose(got, np.power(np.abs(base), np.float32(70000.0)))
+    assert np.isfinite(got[0])  # 1.0001 ** inf would be inf
+    assert torch_pow(base, 3.0, half=True)[2] < 0  # an odd power keeps the sign
+
+
 @pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])
 def test_p_norm_gradient_of_a_cell_no_window_reads_is_zero(p: float) -> None:
     """The p-norm reads only its windows' cells: a NaN or inf cell between
