@@ -21,6 +21,7 @@ import pytest
 import ndpool
 import ndpool.functional as F
 from reference import adaptive_windows, out_length, reduce_windows, ref_pool
+from ways import TRACKERS, forced
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -151,11 +152,13 @@ def _max_cases(counts: Counts = ((1, 140), (2, 140), (3, 80))) -> list[Any]:
     return out
 
 
+@pytest.mark.parametrize("tracker", sorted(TRACKERS))
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
     _max_cases(),
 )
 def test_max_pool(
+    tracker: str,
     nd: int,
     sizes: tuple[int, ...],
     kernel: Any,
@@ -165,9 +168,11 @@ def test_max_pool(
     ceil: bool,
     batched: bool,
 ) -> None:
-    _check_max(
-        nd, shape_of(nd, sizes, batched), kernel, stride, padding, dilation, ceil
-    )
+    """Every case on each way of tracking the argmax (``ways.TRACKERS``)."""
+    with forced(TRACKERS[tracker]):
+        _check_max(
+            nd, shape_of(nd, sizes, batched), kernel, stride, padding, dilation, ceil
+        )
 
 
 def _check_max(
@@ -188,9 +193,17 @@ def _check_max(
 
 #: settings of ``_core`` that force each way of a tap loop on small inputs
 TAP_LOOPS = {
-    "phases-select": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 0},
-    "phases-two-calls": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 1 << 62},
-    "in-place-select": {"_PHASE_BYTES": 1 << 62, "_SELECT_CELLS": 0},
+    "phases-select": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 0, "_GATHER_CELLS": -1},
+    "phases-two-calls": {
+        "_PHASE_BYTES": 0,
+        "_SELECT_CELLS": 1 << 62,
+        "_GATHER_CELLS": -1,
+    },
+    "in-place-select": {
+        "_PHASE_BYTES": 1 << 62,
+        "_SELECT_CELLS": 0,
+        "_GATHER_CELLS": -1,
+    },
     "unbuffered": {"_DIRECT_BYTES": 0, "_DIRECT_RUN": 1},
 }
 

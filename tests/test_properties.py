@@ -11,6 +11,7 @@ profile the file runs 2,300 generated cases.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 import ndpool
 import ndpool.functional as F
 from reference import adaptive_windows, reduce_windows, ref_pool, same_pads
+from ways import TRACKERS, forced
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -321,14 +323,18 @@ def test_unpool_roundtrip_matches_torch(
 
 
 @st.composite
-def generic_case(draw: st.DrawFn, big: bool = False) -> dict[str, Any]:
-    """A random ``pool`` call; ``big``: kernels of 9 to 40 taps with few
-    windows, which the core folds window by window."""
+def generic_case(
+    draw: st.DrawFn,
+    big: bool = False,
+    ops: tuple[str, ...] = ("max", "min", "avg", "sum", "lp"),
+) -> dict[str, Any]:
+    """A random ``pool`` call with one of ``ops``; ``big``: kernels of 9 to
+    40 taps with few windows, which the core folds window by window."""
     ndim = draw(st.integers(1, 4))
     n = draw(st.integers(1, min(ndim, 3)))
     axes = draw(st.permutations(range(ndim)))[:n]
     axes = [a - ndim if draw(st.booleans()) else a for a in axes]
-    op = draw(st.sampled_from(["max", "min", "avg", "sum", "lp"]))
+    op = draw(st.sampled_from(ops))
     pad_mode = draw(
         st.sampled_from(["int", "int", "pairs", "same", "same_lower", "valid"])
     )
@@ -412,6 +418,19 @@ def test_few_windows_of_many_taps_match_reference(case: dict[str, Any]) -> None:
     close(pullback(g), want, x.dtype)
 
 
+@settings(max_examples=2 * EXAMPLES)
+@given(
+    case=st.one_of(
+        generic_case(ops=("max", "min")), generic_case(big=True, ops=("max", "min"))
+    )
+)
+def test_every_argmax_way_matches_reference(case: dict[str, Any]) -> None:
+    """Max and min with indices on each way of tracking them (one gather,
+    the tap loop, window by window: ``ways.TRACKERS``), whichever the
+    input's size would pick."""
+    _check_generic(case, list(TRACKERS.values()))
+
+
 def _pool_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     """``ndpool.pool``'s keywords for a ``generic_case`` (but the padding)."""
     return {
@@ -427,7 +446,11 @@ def _pool_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_generic(case: dict[str, Any]) -> None:
+def _check_generic(
+    case: dict[str, Any], ways: Sequence[dict[str, int]] = ({},)
+) -> None:
+    """``pool`` against the reference, on each of ``ways`` (settings of
+    ``_core``, as in ``ways.py``) in turn."""
     x, axes = case["x"], case["axes"]
     padding = case["padding"]
     pads = case["pads"]
@@ -445,27 +468,35 @@ def _check_generic(case: dict[str, Any]) -> None:
     if case["op"] == "sum" and x.dtype.kind == "f":  # math.fsum: no inf - inf
         x = np.where(x == -np.inf, np.nan, x).astype(x.dtype)
     tracked = case["op"] in ("max", "min")
-    got = ndpool.pool(
-        x, case["kernel"], padding=padding, return_indices=tracked, **kwargs
-    )
+    gots = []
+    for way in ways:
+        with forced(way):
+            gots.append(
+                ndpool.pool(
+                    x, case["kernel"], padding=padding, return_indices=tracked, **kwargs
+                )
+            )
     kwargs.update(ceil_mode=ceil, count_include_pad=include)
     try:
         want, want_idx = ref_pool(x, case["kernel"], pads=pads, **kwargs)
     except ZeroDivisionError:  # a dilated window of padding only, no divisor
         reject()
-    if tracked:
-        out, idx = got
-        exact(out, want)
-        exact(idx, want_idx)
-    elif x.dtype.kind == "f":
+    magnitude = None
+    if not tracked and x.dtype.kind == "f":
         # a float sum rounds in proportion to its terms' magnitude, not to
         # its value: that of |x| pooled alike widens the tolerance
         magnitude, _ = ref_pool(np.abs(x), case["kernel"], pads=pads, **kwargs)
-        close(got, want.astype(x.dtype), x.dtype, np.abs(magnitude))
-    elif case["op"] == "sum":
-        exact(got, want.astype(got.dtype))
-    else:
-        close(got, want, np.float64)
+    for got in gots:
+        if tracked:
+            out, idx = got
+            exact(out, want)
+            exact(idx, want_idx)
+        elif magnitude is not None:
+            close(got, want.astype(x.dtype), x.dtype, np.abs(magnitude))
+        elif case["op"] == "sum":
+            exact(got, want.astype(got.dtype))
+        else:
+            close(got, want, np.float64)
 
 
 @st.composite

@@ -1,0 +1,31 @@
+"""Settings of ``ndpool._core`` that force each way the core can take.
+
+Test inputs are small, so the core would take its small-input ways on
+them; a test that must cover every way patches these in turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from ndpool import _core
+
+#: the three ways of tracking the argmax (``_core._track``): one gather and
+#: one arg-reduce (small inputs), the tap loop, and window by window
+TRACKERS = {
+    "gathered": {"_GATHER_WINDOWS": 1 << 62, "_GATHER_CELLS": 1 << 62},
+    "tap-loop": {"_GATHER_CELLS": -1, "WINDOW_MAJOR": 10**9},
+    "windows-first": {"_GATHER_CELLS": -1, "WINDOW_MAJOR": 0},
+}
+
+
+@contextlib.contextmanager
+def forced(settings: dict[str, int]) -> Iterator[None]:
+    """``_core`` with ``settings`` patched in, restored on exit."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setattr(_core, name, value)
+        yield
