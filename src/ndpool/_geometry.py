@@ -569,7 +569,17 @@ class Geometry:
     def window_count(self, *, include_pad: bool) -> npt.NDArray[Any]:
         """Cells per window (product over axes), broadcastable to the output:
         int64, or float64 where the product could pass int64 (huge kernels
-        on several axes; int64 wrapped, a negative divisor)."""
+        on several axes; int64 wrapped, a negative divisor). Kept with the
+        geometry (read-only) while it has at most ``_TABLES_KEPT`` cells."""
+        memo: dict[bool, npt.NDArray[Any]] = self.__dict__.setdefault("_counts", {})
+        total = memo.get(include_pad)
+        if total is None:
+            total = _frozen(self._window_count(include_pad))
+            if total.size <= _TABLES_KEPT:
+                memo[include_pad] = total
+        return total
+
+    def _window_count(self, include_pad: bool) -> npt.NDArray[Any]:
         counts = [p.count_padded if include_pad else p.count_valid for p in self.plans]
         biggest = math.prod(int(c.max()) if c.size else 1 for c in counts)
         dtype = np.int64 if biggest < 2**62 else np.float64
