@@ -658,6 +658,18 @@ def test_fractional_max_pool(
 
 
 @pytest.mark.parametrize("nd", [2, 3])
+def test_fractional_is_never_gathered(nd: int) -> None:
+    """Windows drawn per plane have no table the planes share: with the
+    gather forced on (after the tap loop has run), fractional pooling still
+    takes the tap loop, and gives PyTorch's values and indices."""
+    shape = shape_of(nd, (9, 8, 7), True)
+    samples = _rng(shape, "g").random((2, 3, nd))
+    for tracker in ("tap-loop", "gathered", "windows-first"):
+        with forced(TRACKERS[tracker]):
+            check_fractional(nd, ties(shape), 2, samples, output_size=4)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
 def test_fractional_float16(nd: int) -> None:
     shape = shape_of(nd, (9, 8, 7), True)
     x = normal(shape, np.float16)

@@ -454,11 +454,13 @@ def _track_windows(
     return rank
 
 
-#: inputs of at most this many windows (batch x windows), and of at most
-#: ``_GATHER_CELLS`` window cells (x taps), track the argmax by one gather
-#: and one arg-reduce: the tap loop's three calls a tap cost 1-2 µs each
-#: whatever their size (measured, 1 thread: 2-7x faster below 4096 windows
-#: of 4-49 taps, and slower from 8192 windows of 2 taps)
+#: inputs of at most ``_GATHER_CELLS`` cells and of at most this many
+#: windows (batch x windows) of at most ``_GATHER_CELLS`` window cells
+#: (x taps) track the argmax by one gather and one arg-reduce: the tap
+#: loop's three calls a tap cost 1-2 µs each whatever their size (measured,
+#: 1 thread: 2-7x faster below 4096 windows of 4-49 taps, and slower from
+#: 8192 windows of 2 taps). The gather copies the input where the pooled
+#: axes are not the last ones: a large input with few windows keeps the loop.
 _GATHER_WINDOWS = 1 << 12
 _GATHER_CELLS = 1 << 17
 
@@ -470,7 +472,7 @@ def _gathers(x: Array, geom: Geometry) -> bool:
     if sizes is None:  # per plane: cells, windows, taps of a window
         plans = geom.plans
         if not plans or any(p.per_plane for p in plans):
-            sizes = (1, _GATHER_WINDOWS + 1, _GATHER_CELLS + 1)
+            sizes = (0, 0, 0)  # never
         else:
             sizes = (
                 math.prod(p.length for p in plans),
@@ -479,7 +481,7 @@ def _gathers(x: Array, geom: Geometry) -> bool:
             )
         geom.__dict__["_gather_sizes"] = sizes
     plane, windows, taps = sizes
-    if x.size == 0:  # no cell to gather (the windows are all padding)
+    if not plane or not 0 < x.size <= _GATHER_CELLS:  # (x.size 0: all padding)
         return False
     windows *= x.size // plane
     return windows <= _GATHER_WINDOWS and windows * taps <= _GATHER_CELLS
@@ -490,11 +492,12 @@ class _Gather(NamedTuple):
 
     ``cells[w, t]``: the cell tap ``t`` of window ``w`` reads, or, where
     the tap lies outside the input, the window's first cell (the tap loop's
-    starting winner: a copy of it loses every tie to it); a window with no
-    cell reads ``sentinel`` (one past the last cell: the fill value).
-    ``flat[w, t]``: the index ``_flat_indices`` gives the tap loop's rank
-    there. ``valid[w, t]``: the tap lies inside the input. ``offsets``:
-    each window's first position in a row of ``cells``.
+    starting winner: wherever a copy of it wins, it is that cell that
+    wins); a window with no cell reads ``sentinel`` (one past the last
+    cell: the fill value). ``flat[w, t]``: the flat index of that cell (of
+    the tap loop's starting rank, for a window with no cell), as
+    ``_flat_indices`` gives it. ``valid[w, t]``: the tap lies inside the
+    input. ``offsets``: each window's first position in a row of ``cells``.
     """
 
     cells: IntArray
@@ -505,10 +508,11 @@ class _Gather(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8)
-def _gather_table(geom: Geometry) -> _Gather:
-    """``_Gather`` of ``geom``. The last few are kept (a table takes 17
-    bytes a window cell: up to 2.2 MB each), not one per kept geometry."""
-    plans = geom.plans
+def _gather_table(plans: tuple[AxisPlan, ...]) -> _Gather:
+    """``_Gather`` of a geometry's ``plans`` (shared by its batch blocks,
+    which are geometries of their own). The last few are kept (a table
+    takes 17 bytes a window cell: up to 2.2 MB each), not one per kept
+    geometry."""
     steps = _weights([p.length for p in plans])
     whole = _weights([p.index_length for p in plans])
 
@@ -564,7 +568,7 @@ def _track_gathered(
     it never changes the winner), and with a NaN the last one inside.
     Fills ``values`` (``fill`` where a window has no cell); returns the
     winners' flat indices."""
-    table = _gather_table(geom)
+    table = _gather_table(geom.plans)
     n = len(geom.plans)
     last = tuple(range(x.ndim - n, x.ndim))
     trailing = geom.axes == last
