@@ -878,6 +878,18 @@ def test_axes_order_only_pairs_arguments() -> None:
     np.testing.assert_array_equal(i1, i2)  # flat over the axes in ascending order
 
 
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_no_pooled_axis_with_indices(op: str) -> None:
+    """``kernel_size=()`` pools no axis: the values come back as they are,
+    and every index is 0, the one cell of a window over no axis (it raised
+    an internal TypeError)."""
+    x = _rand((2, 3))
+    values, indices = ndpool.pool(x, (), op=op, return_indices=True)
+    np.testing.assert_array_equal(values, x)
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, np.zeros(x.shape, dtype=np.int64))
+
+
 def test_axes_errors() -> None:
     x = np.zeros((2, 3, 4))
     with pytest.raises(ValueError, match="out of range"):

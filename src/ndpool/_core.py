@@ -657,6 +657,11 @@ def _track_loop(
 #: them into phase copies, ``_phases``, pays from about this size on)
 _PHASE_BYTES = 1 << 16
 
+#: strides above this read their taps in place: the loops carry a list of
+#: ``stride`` phases (a stride of 500,000 took 0.7 s), and a long stride
+#: reads few cells a row anyway
+_PHASES_MAX = 64
+
 #: outputs up to this many cells update the argmax rank with one masked copy
 #: per tap (two calls otherwise, each faster per cell)
 _SELECT_CELLS = 1 << 12
@@ -725,7 +730,7 @@ def _phases(src: Array, plan: AxisPlan) -> list[Array | None] | None:
     a = plan.axis
     if (
         not plan.regular
-        or plan.stride < 2
+        or not 2 <= plan.stride <= _PHASES_MAX
         or plan.stride > src.shape[a]  # one window: nothing to split
         or a != src.ndim - 1
         or src.strides[a] != src.itemsize
@@ -827,11 +832,12 @@ def _flat_indices(rank: Array, geom: Geometry, into: Array | None = None) -> Arr
     """
     if geom.kernel_volume <= 1 << 16 and all(_full_windows(p) for p in geom.plans):
         table, origins = _index_table(geom.plans, geom.ndim)
-        flat = np.empty(rank.shape, dtype=np.int64) if into is None else into
+        flat: Array = np.empty(rank.shape, dtype=np.int64) if into is None else into
         # mode="clip": ranks are in range, and "raise" on small-int ranks
         # is ~8x slower (a buffered cast of every index)
         np.take(table, rank, out=flat, mode="clip")
-        origin = functools.reduce(np.add, origins)  # one pass over ``flat``
+        # one pass over ``flat``; no pooled axis: every index is 0
+        origin = functools.reduce(np.add, origins, np.int64(0))
         flat += origin
         return flat
     steps = _weights([p.index_length for p in geom.plans])
