@@ -21,7 +21,7 @@ import pytest
 import ndpool
 import ndpool.functional as F
 from reference import adaptive_windows, out_length, reduce_windows, ref_pool
-from ways import TRACKERS, forced
+from ways import TAP_PASSES, TRACKERS, forced
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -483,6 +483,46 @@ def test_adaptive_pool(
         assert_exact(mx(x, output_size), tmx(t(x), output_size))
     x = normal(shape)
     assert_close(av(x, output_size), tav(t(x), output_size))
+
+
+def _bits(a: Any) -> Any:
+    """``a``'s bits, the sign of a zero included; every NaN as one NaN
+    (which NaN an operation on two of them gives, and the sign of inf -
+    inf, depends on how NumPy compiled each loop, not on the order)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.kind != "f":
+        return a
+    return np.where(np.isnan(a), np.nan, a).astype(a.dtype).view(f"u{a.itemsize}")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int16])
+@pytest.mark.parametrize(("nd", "sizes", "output_size", "batched"), _adaptive_cases())
+def test_adaptive_passes_give_the_same_bits(
+    nd: int, sizes: tuple[int, ...], output_size: Any, batched: bool, dtype: Any
+) -> None:
+    """A pass over adaptive windows gathers every tap at once on a small
+    input, and loops over the taps on a large one (``ways.TAP_PASSES``):
+    the same folds in the same order, so the same bits (zeros' signs, inf,
+    float16 summed in float32, integers averaged in float64) and NaN in the
+    same places."""
+    shape = shape_of(nd, sizes, batched)
+    if dtype == np.int16:
+        inputs = [ties(shape, dtype)]
+    else:  # sums that round (normal), and -0.0 beside NaN and inf (special)
+        inputs = [normal(shape, dtype), special(shape, dtype)]
+        inputs[1][_rng(shape, "z").random(shape) < 0.2] = -0.0
+    fns = (
+        getattr(F, f"adaptive_avg_pool{nd}d"),
+        getattr(F, f"adaptive_max_pool{nd}d"),
+        lambda a, size: getattr(F, f"adaptive_max_pool{nd}d")(a, size, True)[1],
+    )
+    for x in inputs:
+        for fn in fns:
+            got = []
+            for way in TAP_PASSES.values():
+                with forced(way):
+                    got.append(_bits(fn(x, output_size)))
+            np.testing.assert_array_equal(got[0], got[1])
 
 
 @pytest.mark.parametrize(

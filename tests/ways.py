@@ -22,6 +22,15 @@ TRACKERS = {
 }
 
 
+#: the two ways of a pass over irregular windows (adaptive pooling): every
+#: tap gathered and folded by one reduce (small inputs), and the tap loop.
+#: Both fold the same cells in the same order: the same bits.
+TAP_PASSES = {
+    "gathered": {"_GATHER_PASS_CELLS": 1 << 62},
+    "tap-loop": {"_GATHER_PASS_CELLS": -1},
+}
+
+
 @contextlib.contextmanager
 def forced(settings: dict[str, int]) -> Iterator[None]:
     """``_core`` with ``settings`` patched in, restored on exit."""
