@@ -7,7 +7,9 @@ reads one strided slice (clipped at the borders, so there is no padded copy)
 or one gather (adaptive/fractional windows) per tap, and folds it into the
 output with a ufunc. No window view is ever materialised and no Python loop
 runs over output elements. Max/min passes run outermost-first (whole rows),
-sums innermost-first.
+sums innermost-first (``pass_order``). On a small array a pass over adaptive
+windows gathers all its taps at once and folds them with one reduce, in the
+same order.
 
 With indices, one loop runs over every tap of the whole window in row-major
 order and keeps the *rank* of the winning tap as a small integer; a tap
