@@ -24,7 +24,9 @@ TRACKERS = {
 
 #: the two ways of a pass over irregular windows (adaptive pooling): every
 #: tap gathered and folded by one reduce (small inputs), and the tap loop.
-#: Both fold the same cells in the same order: the same bits.
+#: Both fold the same cells in the same order: the same sums to the bit, and
+#: the same max but for the sign of a zero (which zero NumPy's ``fmax``
+#: keeps depends on the cell's place in its loop).
 TAP_PASSES = {
     "gathered": {"_GATHER_PASS_CELLS": 1 << 62},
     "tap-loop": {"_GATHER_PASS_CELLS": -1},

@@ -1320,7 +1320,10 @@ def _gathered_pass(
 ) -> None:
     """The tap loop of an irregular plan as one gather of every tap (a new
     axis before the plan's) and one reduce over it: the same folds in the
-    same order (tap 0 with tap 1, then each next tap), so the same bits."""
+    same order (tap 0 with tap 1, then each next tap), so the same sums to
+    the bit. Not quite the same max: which zero NumPy's ``fmax`` keeps of
+    ``0.0`` and ``-0.0`` depends on the cell's place in its loop (the
+    sign of a zero maximum, ``docs/differences.md``)."""
     a = plan.axis
     cells, valid = _tap_table(plan)
     got = np.take(src, cells, axis=a)  # (..., taps, out, ...)
