@@ -1085,14 +1085,14 @@ def _sum_all(
 
 
 def pass_order(geom: Geometry, sums: bool) -> list[AxisPlan]:
-    """The order of ``geom``'s passes over an array of ``shape``. Max and
-    min run from the outermost axis in (whole rows first); sums from the
-    innermost out, its strided taps first, unless its windows are irregular
-    (adaptive, fractional): gathering those is cheapest on an array the
-    other axes have shrunk. Axes pooled to more cells than they have
-    (adaptive upsampling, padding) come last, least widened first, so no
-    intermediate is larger than the input or the output. Kept beside the
-    geometry (a block of it has the same pooled axes)."""
+    """The order of ``geom``'s passes. Max and min run from the outermost
+    axis in (whole rows first); sums from the innermost out, its strided
+    taps first, unless its windows are irregular (adaptive, fractional):
+    gathering those is cheapest on an array the other axes have shrunk.
+    Axes pooled to more cells than they have (adaptive upsampling, padding)
+    come last, least widened first, so no intermediate is larger than the
+    input or the output. Kept beside the geometry (a block of it has the
+    same pooled axes)."""
     kept: dict[bool, list[AxisPlan]] = geom.__dict__.setdefault("_orders", {})
     order = kept.get(sums)
     if order is None:
@@ -1291,8 +1291,7 @@ def _fold_pass(
     else:
         # NumPy's max and min read strided cells slowly (its add does not):
         # a first pass along a strided last axis reads phase copies
-        phased = first and fold is not np.add and src.nbytes >= _PHASE_BYTES
-        phases = _phases(src, plan) if phased else None
+        phases = _phases(src, plan) if first and fold is not np.add else None
         _fold_taps(src, plan, sched, fold, fill, acc, out, phases)
     return out
 
