@@ -535,10 +535,8 @@ def _gather_table(plans: tuple[AxisPlan, ...]) -> _Gather:
             inside = (pos >= 0) & (pos < p.length)
             first = p.first_tap.astype(np.int64)
         else:  # windows [starts, ends): taps past the end are outside
-            assert p.starts is not None
-            assert p.ends is not None
-            pos = p.starts.astype(np.int64)[:, None] + j
-            inside = pos < p.ends[:, None]
+            pos = p.tap_index(j[:, None]).T.astype(np.int64)
+            inside = p.tap_valid(j[:, None]).T
             first = np.zeros(p.out, dtype=np.int64)
         start = pos[np.arange(p.out), first]
         cells = outer(cells, pos * step)
@@ -1346,11 +1344,9 @@ def _tap_table(plan: AxisPlan) -> _TapTable:
     found: _TapTable | None = plan.__dict__.get("_tap_table")
     if found is not None:
         return found
-    assert plan.starts is not None
-    assert plan.ends is not None
-    pos: IntArray = plan.starts[None, :] + np.arange(plan.taps)[:, None]
-    valid = pos < plan.ends[None, :]
-    cells = np.minimum(pos, plan.ends[None, :] - 1).astype(np.intp)
+    taps = np.arange(plan.taps)[:, None]
+    valid = plan.tap_valid(taps)
+    cells = plan.tap_index(taps).astype(np.intp)
     kept: _TapTable = (_frozen(cells), None if valid.all() else _frozen(valid))
     if cells.size <= _TABLES_KEPT:
         plan.__dict__["_tap_table"] = kept

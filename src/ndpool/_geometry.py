@@ -472,14 +472,17 @@ class AxisPlan:
             slice(lo, lo + (stop - first - 1) * self.stride + 1, self.stride),
         )
 
-    def tap_index(self, j: int) -> IntArray:
-        """Irregular tap j: input position of every window (clipped)."""
+    def tap_index(self, j: int | IntArray) -> IntArray:
+        """Irregular tap j: input position of every window (clipped); taps
+        ``j`` of shape (taps, 1): a (taps, out) table."""
         assert self.starts is not None
         assert self.ends is not None
-        return np.minimum(self.starts + j, self.ends - 1)
+        clipped: IntArray = np.minimum(self.starts + j, self.ends - 1)
+        return clipped
 
-    def tap_valid(self, j: int) -> npt.NDArray[np.bool_]:
-        """Irregular tap j: which windows really contain it."""
+    def tap_valid(self, j: int | IntArray) -> npt.NDArray[np.bool_]:
+        """Irregular tap j: which windows really contain it (as
+        ``tap_index``, taps of shape (taps, 1) too)."""
         assert self.starts is not None
         assert self.ends is not None
         return self.starts + j < self.ends
