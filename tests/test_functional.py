@@ -21,7 +21,7 @@ import pytest
 import ndpool
 import ndpool.functional as F
 from reference import adaptive_windows, out_length, reduce_windows, ref_pool
-from ways import TAP_PASSES, TRACKERS, forced
+from ways import TAP_LOOPS, TAP_PASSES, TRACKERS, forced
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -191,30 +191,12 @@ def _check_max(
             assert_exact(fn(x, *args), tfn(t(x), *args))
 
 
-#: settings of ``_core`` that force each way of a tap loop on small inputs
-TAP_LOOPS = {
-    "phases-select": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 0, "_GATHER_CELLS": -1},
-    "phases-two-calls": {
-        "_PHASE_BYTES": 0,
-        "_SELECT_CELLS": 1 << 62,
-        "_GATHER_CELLS": -1,
-    },
-    "in-place-select": {
-        "_PHASE_BYTES": 1 << 62,
-        "_SELECT_CELLS": 0,
-        "_GATHER_CELLS": -1,
-    },
-    "unbuffered": {"_DIRECT_BYTES": 0, "_DIRECT_RUN": 1},
-}
-
-
 @pytest.mark.parametrize("loop", sorted(TAP_LOOPS))
 @pytest.mark.parametrize(
     ("nd", "sizes", "kernel", "stride", "padding", "dilation", "ceil", "batched"),
     _max_cases()[::6],
 )
 def test_max_pool_on_every_tap_loop(
-    monkeypatch: pytest.MonkeyPatch,
     loop: str,
     nd: int,
     sizes: tuple[int, ...],
@@ -231,25 +213,23 @@ def test_max_pool_on_every_tap_loop(
     ``_SELECT_CELLS`` of output; a large block's first pass reads rows of
     taps in place, not through NumPy's ufunc buffers (``_core._direct``),
     and the buffer size is restored after. Test inputs are small, so the
-    test forces each way on a sixth of the grid, averages too."""
-    from ndpool import _core
-
-    for name, value in TAP_LOOPS[loop].items():
-        monkeypatch.setattr(_core, name, value)
+    test forces each way (``ways.TAP_LOOPS``) on a sixth of the grid,
+    averages too."""
     shape = shape_of(nd, sizes, batched)
     args = (kernel, stride, padding, dilation, ceil)
     before = np.getbufsize()
-    _check_max(nd, shape, *args, values_only=True)
-    if nd < 3 and dilation == 1:  # avg pooling has no dilation
-        x = normal(shape)
-        fn, tfn = getattr(F, f"avg_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
-        avg_args = (kernel, stride, padding, ceil)
-        try:
-            want = tfn(t(x), *avg_args)
-        except RuntimeError:  # torch refuses (padding over half the kernel)
-            want = None
-        if want is not None:
-            assert_close(fn(x, *avg_args), want)
+    with forced(TAP_LOOPS[loop]):
+        _check_max(nd, shape, *args, values_only=True)
+        if nd < 3 and dilation == 1:  # avg pooling has no dilation
+            x = normal(shape)
+            fn, tfn = getattr(F, f"avg_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
+            avg_args = (kernel, stride, padding, ceil)
+            try:
+                want = tfn(t(x), *avg_args)
+            except RuntimeError:  # torch refuses (padding over half the kernel)
+                want = None
+            if want is not None:
+                assert_close(fn(x, *avg_args), want)
     assert np.getbufsize() == before
 
 

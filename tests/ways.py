@@ -22,6 +22,27 @@ TRACKERS = {
 }
 
 
+#: each way of a tap loop: phase copies of a strided last axis (from
+#: ``_PHASE_BYTES`` of input), rank updates by one masked copy (up to
+#: ``_SELECT_CELLS`` of output), and a large block's first pass read in
+#: place, not through NumPy's ufunc buffers (``_direct``); the argmax ones
+#: with the gather off
+TAP_LOOPS = {
+    "phases-select": {"_PHASE_BYTES": 0, "_SELECT_CELLS": 0, "_GATHER_CELLS": -1},
+    "phases-two-calls": {
+        "_PHASE_BYTES": 0,
+        "_SELECT_CELLS": 1 << 62,
+        "_GATHER_CELLS": -1,
+    },
+    "in-place-select": {
+        "_PHASE_BYTES": 1 << 62,
+        "_SELECT_CELLS": 0,
+        "_GATHER_CELLS": -1,
+    },
+    "unbuffered": {"_DIRECT_BYTES": 0, "_DIRECT_RUN": 1},
+}
+
+
 #: the two ways of a pass over irregular windows (adaptive pooling): every
 #: tap gathered and folded by one reduce (small inputs), and the tap loop.
 #: Both fold the same cells in the same order: the same sums to the bit, and
