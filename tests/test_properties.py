@@ -524,3 +524,56 @@ def test_integer_adaptive_matches_reference(case: dict[str, Any]) -> None:
     exact(idx, want_idx)
     want, _ = reduce_windows(x, axes, wins, op="avg")
     close(getattr(F, f"adaptive_avg_pool{nd}d")(x, size), want, np.float64)
+
+
+@st.composite
+def row_reduce_case(draw: st.DrawFn) -> dict[str, Any]:
+    dtype = draw(
+        st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.uint8, bool])
+    )
+    shape = tuple(draw(st.integers(1, 5)) for _ in range(draw(st.integers(1, 4))))
+    seed = draw(st.integers(0, 2**32 - 1))
+    x = values(shape, dtype, draw(st.sampled_from(KINDS)), seed)
+    if x.dtype.kind == "f":  # zeros of both signs: which one wins must match
+        x[np.random.default_rng(seed).random(shape) < 0.3] = -0.0
+    layout = draw(st.sampled_from(["contiguous", "sliced", "transposed"]))
+    if layout == "sliced" and x.shape[-1] > 1:
+        x = x[..., ::2]
+    elif layout == "transposed":
+        x = x.T
+    k = draw(st.integers(1, x.ndim))
+    axes = tuple(draw(st.permutations(range(x.ndim)))[:k])
+    fold = draw(st.sampled_from([np.maximum, np.minimum, np.fmax, np.fmin]))
+    return {"x": x, "axes": axes, "fold": fold, "strided_out": draw(st.booleans())}
+
+
+@settings(max_examples=4 * EXAMPLES)
+@given(case=row_reduce_case())
+def test_row_reduce_gives_the_reduce_bits(case: dict[str, Any]) -> None:
+    """``_reduce_kept`` (reduceat over a run of trailing contiguous cells,
+    NumPy's reduce otherwise) gives ``fold.reduce``'s bits, the sign of a
+    zero and NaN included, into a fresh or a strided ``out``."""
+    from ndpool import _core
+
+    x, axes, fold = case["x"], case["axes"], case["fold"]
+    with np.errstate(invalid="ignore"):
+        want = fold.reduce(x, axis=axes, keepdims=True)
+        out = None
+        if case["strided_out"]:
+            out = np.empty((*want.shape, 2), want.dtype)[..., 0]
+        got = _core._reduce_kept(fold, x, axes, x.dtype, out)
+    assert out is None or got is out
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype
+    assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+def test_row_reduce_merges_only_trailing_contiguous_axes() -> None:
+    from ndpool import _core
+
+    x = np.zeros((2, 3, 4, 5))
+    assert _core._one_run(x, (2, 3)).shape == (2, 3, 20)
+    assert np.shares_memory(_core._one_run(x, (3, 2)), x)
+    assert _core._one_run(x[..., ::2], (2, 3)) is None
+    assert _core._one_run(x, (1, 3)) is None
+    assert _core._one_run(x[:, :, :1], (2, 3)).shape == (2, 3, 5)
