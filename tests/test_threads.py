@@ -92,6 +92,15 @@ CALLS.update(
             x.astype(np.int32), 2, axes=(2, 3), return_indices=True, dtype=np.float32
         ),
         "avg_half": lambda x: F.avg_pool2d(x.astype(np.float16), 3, 2),
+        # whole-plane windows whose work is more than one reduce run on
+        # batch blocks: argmax tracking, powers, NaN masks
+        "global_max_idx": lambda x: F.adaptive_max_pool2d(x, 1, True),
+        "global_min_omit_idx": lambda x: ndpool.pool(
+            x, (12, 11), op="min", nan_policy="omit", return_indices=True
+        ),
+        "global_torch_lp": lambda x: F.lp_pool2d(x, 2.0, (12, 11)),
+        "global_lp": lambda x: ndpool.global_lp_pool(x, 3.0),
+        "global_avg_omit": lambda x: ndpool.global_avg_pool(x, nan_policy="omit"),
     }
 )
 
@@ -122,7 +131,7 @@ def test_global_max_and_min_share_spans_of_the_batch(
     threads: int, data_format: str, op: str, nan_policy: str
 ) -> None:
     """A global max or min is one reduce over every pooled axis, shared out
-    in spans of the outermost batch axis from 4 blocks a thread (blocks of
+    in spans of the outermost batch axis from one block a thread (blocks of
     4 KiB here): any thread count gives NumPy's own reduce, NaN included."""
     rng = np.random.default_rng(threads)  # values no earlier result shares
     x = rng.standard_normal((9, 3, 30, 31))
@@ -249,6 +258,59 @@ def test_share_one_thread_stays_on_the_caller() -> None:
     seen: set[int] = set()
     _threads.share(lambda _: seen.add(threading.get_ident()), range(20), 1)
     assert seen == {threading.get_ident()}
+
+
+def test_a_share_inside_a_share_runs_on_its_own_thread() -> None:
+    """Each of two threads holding an outer item shares out inner work: the
+    inner shares run alone (a pool thread waiting for a helper queued
+    behind itself would wait for ever)."""
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # both threads hold an item
+    inner: list[tuple[int, int]] = []
+
+    def outer(_: int) -> None:
+        both.wait()
+        me = threading.get_ident()
+        _threads.share(lambda i: inner.append((me, threading.get_ident())), range(4), 2)
+
+    runner = threading.Thread(target=_threads.share, args=(outer, range(2), 2))
+    runner.start()
+    runner.join(timeout=20)
+    assert not runner.is_alive(), "nested shares deadlocked"
+    assert len(inner) == 8
+    assert all(caller == worker for caller, worker in inner)
+
+
+@pytest.mark.parametrize(
+    ("call", "alone"),
+    [
+        (lambda x: F.adaptive_max_pool2d(x, 1), True),
+        (lambda x: ndpool.pool(x, (12, 11), op="min", nan_policy="omit"), True),
+        (lambda x: F.adaptive_avg_pool2d(x, 1), True),
+        (lambda x: ndpool.pool(x, (12, 11), op="sum"), True),
+        (lambda x: F.adaptive_max_pool2d(x, 1, True), False),
+        (lambda x: ndpool.global_avg_pool(x, nan_policy="omit"), False),
+        (lambda x: ndpool.global_lp_pool(x), False),
+        (lambda x: ndpool.global_lp_pool(x, float("inf")), False),
+        (lambda x: F.adaptive_avg_pool2d(x, (1, 2)), False),
+    ],
+)
+def test_only_a_lone_whole_plane_reduce_stays_uncut(
+    call: Call, alone: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reduce over whole planes shares out its own rows; whatever else
+    pools whole planes (tracking, powers, NaN masks) is cut into blocks."""
+    told: list[bool] = []
+    original = _core._blocks
+
+    def spy(x: Any, geom: Any, threads: int, whole: bool) -> Any:
+        told.append(whole)
+        return original(x, geom, threads, whole)
+
+    monkeypatch.setattr(_core, "_blocks", spy)
+    call(_x((7, 3, 12, 11)))
+    assert told == [alone]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])

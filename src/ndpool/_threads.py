@@ -31,6 +31,7 @@ _lock = threading.Lock()
 _requested: int | None = None  # set_num_threads; None: env var or all cores
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_sharing = threading.local()  # .active: this thread is running a share's work
 
 
 def _check(n: object, name: str) -> int:
@@ -138,10 +139,14 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
     idle virtual CPU can take over a millisecond) delays nothing: the work
     is shared as the threads actually run. The first error stops the
     hand-out and is raised once every thread has stopped.
+
+    A share inside another one's work runs on its own thread alone: the
+    outer share already keeps every thread busy, and a pool thread waiting
+    for a helper queued behind it would wait for ever.
     """
     todo = list(items)
-    if threads <= 1 or len(todo) <= 1:  # nothing to share: no lock, no pool
-        for item in todo:
+    if threads <= 1 or len(todo) <= 1 or getattr(_sharing, "active", False):
+        for item in todo:  # nothing to share: no lock, no pool
             work(item)
         return
     taken = 0  # items handed out so far; len(todo) once an error stops it
@@ -149,18 +154,22 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
 
     def drain() -> None:
         nonlocal taken
-        while True:
-            with lock:
-                if taken >= len(todo):
-                    return
-                item = todo[taken]
-                taken += 1
-            try:
-                work(item)
-            except BaseException:
+        _sharing.active = True
+        try:
+            while True:
                 with lock:
-                    taken = len(todo)
-                raise
+                    if taken >= len(todo):
+                        return
+                    item = todo[taken]
+                    taken += 1
+                try:
+                    work(item)
+                except BaseException:
+                    with lock:
+                        taken = len(todo)
+                    raise
+        finally:
+            _sharing.active = False
 
     helpers = max(0, min(threads, len(todo)) - 1)
     futures = [executor(helpers).submit(drain) for _ in range(helpers)]
