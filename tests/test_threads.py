@@ -274,7 +274,9 @@ def test_a_share_inside_a_share_runs_on_its_own_thread() -> None:
         me = threading.get_ident()
         _threads.share(lambda i: inner.append((me, threading.get_ident())), range(4), 2)
 
-    runner = threading.Thread(target=_threads.share, args=(outer, range(2), 2))
+    runner = threading.Thread(
+        target=_threads.share, args=(outer, range(2), 2), daemon=True
+    )
     runner.start()
     runner.join(timeout=20)
     assert not runner.is_alive(), "nested shares deadlocked"
