@@ -60,9 +60,12 @@ def cases(scale: int) -> list[Case]:
     seq = normal(64, 128, 1024)  # 1-d: (N, C, L)
     img = normal(16, 64, 112, 112)
     head = normal(32, 512, 14, 14)  # a ResNet head
+    head50 = normal(64, 2048, 7, 7)  # a ResNet-50 head: planes of 49 cells
     vol = normal(2, 16, 32, 64, 64)
     img64 = img.astype(np.float64)
-    ts, ti, th, tv, ti64 = map(torch.from_numpy, (seq, img, head, vol, img64))
+    ts, ti, th, tv, ti64, th50 = map(
+        torch.from_numpy, (seq, img, head, vol, img64, head50)
+    )
     n, c = img.shape[:2]
     u = rng.random((n, c, 2)).astype(np.float32)
     tu = torch.from_numpy(u)
@@ -71,6 +74,7 @@ def cases(scale: int) -> list[Case]:
     tpooled = torch.from_numpy(pooled)
     grad_x = ti.clone().requires_grad_(True)
     grad_abs = ti.abs().add(0.1).requires_grad_(True)
+    grad_head50 = th50.clone().requires_grad_(True)
     out: list[Case] = []
 
     def add(name: str, ours: Callable[[], Any], theirs: Callable[[], Any]) -> None:
@@ -83,6 +87,7 @@ def cases(scale: int) -> list[Case]:
         add(name, lambda: ours(x, *args, **kw), lambda: theirs(tx, *args, **kw))
 
     s1, i2, h2, v3, f64 = (seq, ts), (img, ti), (head, th), (vol, tv), (img64, ti64)
+    h50 = (head50, th50)
     same("max_pool1d k2 (64,128,1024)", "max_pool1d", s1, 2)
     same("max_pool1d k4 (64,128,1024)", "max_pool1d", s1, 4)
     same("max_pool1d k3 s1 p1 (64,128,1024)", "max_pool1d", s1, 3, 1, 1)
@@ -106,6 +111,16 @@ def cases(scale: int) -> list[Case]:
     same("lp_pool2d p4 k3 s2 (negative cells)", "lp_pool2d", i2, 4, 3, 2)
     same("adaptive_max_pool2d (32,512,14,14) → 1", "adaptive_max_pool2d", h2, 1)
     same("adaptive_max_pool2d → 1, indices", "adaptive_max_pool2d", h2, 1, True)
+    same("adaptive_max_pool2d (64,2048,7,7) → 1", "adaptive_max_pool2d", h50, 1)
+    same(
+        "adaptive_max_pool2d (64,2048,7,7) → 1, indices",
+        "adaptive_max_pool2d",
+        h50,
+        1,
+        True,
+    )
+    same("adaptive_avg_pool2d (64,2048,7,7) → 1", "adaptive_avg_pool2d", h50, 1)
+    same("lp_pool2d p2 k7 (64,2048,7,7)", "lp_pool2d", h50, 2, 7)
     same("adaptive_avg_pool2d (32,512,14,14) → 3", "adaptive_avg_pool2d", h2, 3)
     same("adaptive_avg_pool2d (16,64,112,112) → 5", "adaptive_avg_pool2d", i2, 5)
     same("adaptive_avg_pool2d (16,64,112,112) → 20", "adaptive_avg_pool2d", i2, 20)
@@ -139,6 +154,11 @@ def cases(scale: int) -> list[Case]:
         "gradient of avg_pool2d k3 s1 p1",
         _vjp(ndpool.avg_pool2d, img, 3, 1, 1),
         _autograd(tf.avg_pool2d, grad_x, 3, 1, 1),
+    )
+    add(
+        "gradient of adaptive_max_pool2d (64,2048,7,7) → 1",
+        _vjp(ndpool.adaptive_max_pool2d, head50, 1),
+        _autograd(tf.adaptive_max_pool2d, grad_head50, 1),
     )
     add(
         "gradient of lp_pool2d p2 k2",
@@ -188,9 +208,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
-    scale = 10 if parser.parse_args().quick else 1
+    parser.add_argument(
+        "--only", default="", help="run only the cases whose name holds this text"
+    )
+    args = parser.parse_args()
     rows = []
-    for name, ours, theirs in cases(scale):
+    for name, ours, theirs in cases(10 if args.quick else 1):
+        if args.only not in name:
+            continue
         check(name, ours(), theirs())
         times = []
         for threads in (1, 2):
