@@ -230,6 +230,9 @@ def _blocks(
     # changes a result, only how the work is shared)
     count = -(-length // step)
     count = min(length, -(-count // threads) * threads)
+    plane = math.prod(p.length for p in geom.plans)
+    if all(_whole(p) for p in geom.plans) and x.size // length == plane:
+        count = max(1, min(count, length // 2))  # two rows a sum (_global_sum)
     return axis, _spans(length, count)
 
 
@@ -1220,7 +1223,9 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
     cells = math.prod(x.shape[first:])
     matrix = np.ascontiguousarray(x).reshape(-1, cells)
     total = np.empty(matrix.shape[0], dtype=acc)
-    threads = _global_threads(matrix.nbytes, len(total))
+    # two rows a span at least: einsum sums a lone row of over 8,192 cells
+    # in other chunks than the same row among others (other bits)
+    threads = _global_threads(matrix.nbytes, len(total) // 2)
     if threads <= 1:
         _row_sums(matrix, total, 0, len(total))
     else:
