@@ -383,3 +383,21 @@ def test_long_rows_sum_to_the_same_bits_on_any_thread_count(
     for threads in (1, 2, 3, 5):
         with ndpool.set_num_threads(threads):
             assert call(x).tobytes() == want, f"{threads} threads"
+
+
+def test_zero_maxima_keep_their_sign_on_any_thread_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Max with indices of a cut input keeps one way of tracking whatever
+    the block sizes, which follow the thread count: the same zero signs
+    (here the whole input is too many windows to gather, its blocks not)."""
+    x = np.zeros((130, 64, 4), np.float32)
+    x[..., 1:] = -0.0
+    with monkeypatch.context() as m, ndpool.set_num_threads(1):
+        m.setattr(_core, "_blocks", lambda *args: None)  # no batch cut
+        want = F.max_pool1d(x, 4, return_indices=True)
+    for threads in (1, 2, 3, 5):
+        with ndpool.set_num_threads(threads):
+            got = F.max_pool1d(x, 4, return_indices=True)
+        assert got[0].tobytes() == want[0].tobytes(), f"{threads} threads"
+        np.testing.assert_array_equal(got[1], want[1])

@@ -302,7 +302,10 @@ def _pool_block(
         omit = red.nan_omit and x.dtype.kind == "f"
         into = _into(values_dest, x.dtype, red.dtype)
         if return_indices:
-            values, flat = _track(x, geom, red.op, omit, into, indices_dest)
+            # blocks never gather: their size, so the way (and the sign
+            # of a zero maximum), would follow the thread count
+            gather = dest is None
+            values, flat = _track(x, geom, red.op, omit, into, indices_dest, gather)
             return _cast(values, red.dtype), flat
         return _cast(_extreme(x, geom, red.op, omit, into), red.dtype)
     if red.op == "lp" and red.norm_type == np.inf:
@@ -390,6 +393,7 @@ def _track(
     omit: bool,
     into: Array | None = None,
     flat_into: Array | None = None,
+    gather: bool = True,
 ) -> tuple[Array, Array]:
     """Max or min with the int64 flat index of the winner.
 
@@ -401,13 +405,14 @@ def _track(
     replaces a NaN. Since ranks only grow, "set the rank where replaced" is
     ``rank = max(rank, replaced * r)``: two small-integer ufuncs, no
     masked copy. The ranks become flat indices once, at the end.
+    ``gather``: a small input may take ``_track_gathered`` instead.
     """
     fold, better = _folds(op, omit)
     fill = _fill_value(x.dtype, op, omit)
     # without NaN the rule is just "strictly better"; with propagate a NaN
     # anywhere in a window makes its value NaN, and the block is redone
     values = np.empty(geom.out_shape, dtype=x.dtype) if into is None else into
-    if not omit and _gathers(x, geom):
+    if gather and not omit and _gathers(x, geom):
         return values, _track_gathered(x, geom, op, fill, values, flat_into)
     if _windows_first(geom):
         rank = _track_windows(x, geom, op, omit, fill, values)
