@@ -175,6 +175,22 @@ def test_max_pool(
         )
 
 
+@pytest.mark.parametrize("tracker", ["gathered", "windows-first"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_max_of_several_nans_is_the_last_one(tracker: str, dtype: Any) -> None:
+    """Where the value is read at the index, a window of several NaN gives
+    PyTorch's bits, its last NaN's (the tap loop keeps NumPy's choice:
+    docs/differences.md)."""
+    x = np.ones((2, 1, 3, 3), dtype)
+    x[..., 0, 0] = np.nan
+    x[..., 2, 2] = -np.nan
+    x[1, ..., 1, 1] = -np.nan
+    with forced(TRACKERS[tracker]):
+        out, idx = F.max_pool2d(x, 3, return_indices=True)
+    np.testing.assert_array_equal(idx.ravel(), [8, 8])
+    assert out.tobytes() == x[..., 2:, 2:].tobytes()
+
+
 def _check_max(
     nd: int, shape: tuple[int, ...], *args: Any, values_only: bool = True
 ) -> None:

@@ -610,6 +610,7 @@ def _track_gathered(
             b, w = np.nonzero(nan)
             marked = np.isnan(got[b, w]) & table.valid[w]
             pos[b, w] = table.offsets[w] + taps - 1 - marked[:, ::-1].argmax(axis=-1)
+            best[b, w] = got.reshape(batch, -1)[b, pos[b, w]]  # that NaN's bits
     out_shape = batch_shape + tuple(p.out for p in geom.plans)
     flat = np.empty(geom.out_shape, dtype=np.int64) if flat_into is None else flat_into
     if trailing:
