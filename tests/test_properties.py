@@ -532,10 +532,21 @@ def row_reduce_case(draw: st.DrawFn) -> dict[str, Any]:
         st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.uint8, bool])
     )
     shape = tuple(draw(st.integers(1, 5)) for _ in range(draw(st.integers(1, 4))))
+    if draw(st.booleans()):  # rows past NumPy's vector loops and buffers
+        shape = (*shape[:-1], draw(st.sampled_from([64, 1000, 8193])))
     seed = draw(st.integers(0, 2**32 - 1))
     x = values(shape, dtype, draw(st.sampled_from(KINDS)), seed)
-    if x.dtype.kind == "f":  # zeros of both signs: which one wins must match
-        x[np.random.default_rng(seed).random(shape) < 0.3] = -0.0
+    if x.dtype.kind == "f":  # zeros of both signs, NaN of either sign and
+        # any payload: which one the fold keeps must match
+        rng = np.random.default_rng(seed)
+        x[rng.random(shape) < 0.3] = -0.0
+        bits = x.view(f"u{x.itemsize}")
+        quiet = np.array(np.nan, x.dtype).view(bits.dtype)
+        payload = rng.integers(0, 2 ** np.finfo(x.dtype).nmant, shape, dtype=np.uint64)
+        sign = rng.integers(0, 2, shape, dtype=np.uint64) << (8 * x.itemsize - 1)
+        nan = (quiet | payload | sign).astype(bits.dtype)
+        where = rng.random(shape) < 0.05
+        bits[where] = nan[where]
     layout = draw(st.sampled_from(["contiguous", "sliced", "transposed"]))
     if layout == "sliced" and x.shape[-1] > 1:
         x = x[..., ::2]

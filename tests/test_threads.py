@@ -260,28 +260,38 @@ def test_share_one_thread_stays_on_the_caller() -> None:
     assert seen == {threading.get_ident()}
 
 
+NESTED_SHARES = """
+import threading
+from ndpool import _threads
+
+both = threading.Barrier(2, timeout=10)  # the pool's one helper holds an item
+inner = []
+
+def outer(_):
+    both.wait()
+    me = threading.get_ident()
+    _threads.share(lambda i: inner.append(threading.get_ident() == me), range(4), 2)
+
+_threads.share(outer, range(2), 2)
+assert inner == [True] * 8, inner
+print("done")
+"""
+
+
 def test_a_share_inside_a_share_runs_on_its_own_thread() -> None:
-    """Each of two threads holding an outer item shares out inner work: the
-    inner shares run alone (a pool thread waiting for a helper queued
-    behind itself would wait for ever)."""
-    import threading
-
-    both = threading.Barrier(2, timeout=10)  # both threads hold an item
-    inner: list[tuple[int, int]] = []
-
-    def outer(_: int) -> None:
-        both.wait()
-        me = threading.get_ident()
-        _threads.share(lambda i: inner.append((me, threading.get_ident())), range(4), 2)
-
-    runner = threading.Thread(
-        target=_threads.share, args=(outer, range(2), 2), daemon=True
+    """Both threads of a 2-thread share (the caller and the pool's one
+    helper) share out inner work: the inner shares run alone, where the
+    helper would wait for ever for a helper queued behind itself. In a
+    fresh process (a fresh pool), killed if it hangs."""
+    res = subprocess.run(
+        [sys.executable, "-c", NESTED_SHARES],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
-    runner.start()
-    runner.join(timeout=20)
-    assert not runner.is_alive(), "nested shares deadlocked"
-    assert len(inner) == 8
-    assert all(caller == worker for caller, worker in inner)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "done"
 
 
 @pytest.mark.parametrize(

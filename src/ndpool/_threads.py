@@ -154,6 +154,7 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
 
     def drain() -> None:
         nonlocal taken
+        outer = getattr(_sharing, "active", False)
         _sharing.active = True
         try:
             while True:
@@ -169,7 +170,7 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
                         taken = len(todo)
                     raise
         finally:
-            _sharing.active = False
+            _sharing.active = outer
 
     helpers = max(0, min(threads, len(todo)) - 1)
     futures = [executor(helpers).submit(drain) for _ in range(helpers)]
