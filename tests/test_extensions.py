@@ -619,10 +619,11 @@ def test_nan_omit_torch_named(nd: int) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("channels", [3, 9])  # 9: channels-last sums in place
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_global_pools(data_format: str, keepdims: bool) -> None:
-    x = _rand((2, 3, 4, 5), nan=0.2)
+def test_global_pools(data_format: str, keepdims: bool, channels: int) -> None:
+    x = _rand((2, channels, 4, 5), nan=0.2)
     x[1, 2] = np.nan  # one all-NaN plane
     axes = (2, 3)
     if data_format == "channels_last":
@@ -658,6 +659,27 @@ def test_global_pools(data_format: str, keepdims: bool) -> None:
         assert got.shape == want.shape, (op, policy)
         assert got.dtype == x.dtype
         np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.float16, np.float32, np.float64, np.uint8, np.int64, np.bool_]
+)
+def test_channels_last_global_sums_in_place(dtype: Any) -> None:
+    """Planes followed by 8 channels or more (N, H, W, C) are summed in
+    place, in another order than channels first: the same results within
+    SPEC's tolerances (exact here: small integer-valued cells)."""
+    x = RNG.integers(0, 2 if dtype is np.bool_ else 100, (3, 5, 7, 11)).astype(dtype)
+    first = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    rtol = 1e-3 if x.dtype == np.float16 else 1e-6
+    want = x.astype(np.float64).mean(axis=(1, 2))
+    for got in (
+        ndpool.global_avg_pool(x, data_format="channels_last"),
+        ndpool.global_avg_pool(first),
+        F.adaptive_avg_pool2d(x, 1, data_format="channels_last")[:, 0, 0],
+    ):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    total = ndpool.pool(x, (5, 7), axes=(1, 2), op="sum")[:, 0, 0]
+    np.testing.assert_allclose(total, want * 35, rtol=rtol)
 
 
 def test_global_pool_shapes() -> None:

@@ -294,6 +294,15 @@ def test_a_share_inside_a_share_runs_on_its_own_thread() -> None:
     assert res.stdout.strip() == "done"
 
 
+LAST = "channels_last"
+
+
+def _last(x: Any, channels: int) -> Any:
+    """``x``'s cells as a contiguous (N, H, W, channels) array."""
+    n = x.size // (12 * channels)
+    return np.ascontiguousarray(x.ravel()[: n * 12 * channels].reshape(n, 3, 4, -1))
+
+
 @pytest.mark.parametrize(
     ("call", "alone"),
     [
@@ -306,6 +315,11 @@ def test_a_share_inside_a_share_runs_on_its_own_thread() -> None:
         (lambda x: ndpool.global_lp_pool(x), False),
         (lambda x: ndpool.global_lp_pool(x, float("inf")), False),
         (lambda x: F.adaptive_avg_pool2d(x, (1, 2)), False),
+        # channels last: summed in place from 8 channels, copied below
+        (lambda x: ndpool.global_avg_pool(_last(x, 8), data_format=LAST), True),
+        (lambda x: ndpool.global_avg_pool(_last(x, 3), data_format=LAST), False),
+        (lambda x: ndpool.global_avg_pool(x[..., ::2]), False),
+        (lambda x: ndpool.global_avg_pool(x.astype(int), nan_policy="omit"), True),
     ],
 )
 def test_only_a_lone_whole_plane_reduce_stays_uncut(
@@ -377,8 +391,11 @@ def test_global_sums_shared_over_threads(threads: int) -> None:
         lambda x: ndpool.global_avg_pool(x),
         lambda x: ndpool.pool(x, (100, 101), op="sum", nan_policy="omit"),
         lambda x: ndpool.global_lp_pool(x, 3.0),
+        lambda x: ndpool.global_avg_pool(
+            np.ascontiguousarray(x.reshape(3, 10, 101, 10)), data_format=LAST
+        ),
     ],
-    ids=["avg", "sum_omit", "lp"],
+    ids=["avg", "sum_omit", "lp", "channels_last"],
 )
 def test_long_rows_sum_to_the_same_bits_on_any_thread_count(
     call: Call, monkeypatch: pytest.MonkeyPatch

@@ -145,7 +145,7 @@ def pool_core(
         outs = _empty_results(x, geom, red, return_indices)
         return outs if return_indices else outs[0]  # type: ignore[return-value]
     cut = _blocks(
-        x, geom, get_num_threads(), _threads_itself(geom, red, return_indices)
+        x, geom, get_num_threads(), _threads_itself(x, geom, red, return_indices)
     )
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
@@ -193,14 +193,21 @@ def _empty_results(
 BLOCK_BYTES = 1 << 22
 
 
-def _threads_itself(geom: Geometry, red: Reduction, return_indices: bool) -> bool:
-    """Whether pooling over ``geom`` is one reduce over whole axes, which
-    shares out its own rows (``_global_sum``, ``_global_fold``): max or min
-    values, or sums and averages of the cells as they are. Powers, NaN
-    masks and argmax tracking around such a reduce run on blocks."""
+def _threads_itself(
+    x: Array, geom: Geometry, red: Reduction, return_indices: bool
+) -> bool:
+    """Whether pooling ``x`` over ``geom`` is one reduce over whole axes,
+    which shares out its own rows (``_global_sum``, ``_global_fold``): max
+    or min values, or sums and averages of the cells as they are, read in
+    place. Powers, NaN masks, argmax tracking and a transposed copy around
+    such a reduce run on blocks."""
     if return_indices or not all(_whole(p) for p in geom.plans):
         return False
-    return red.op in ("max", "min") or (red.op in ("sum", "avg") and not red.nan_omit)
+    if red.op in ("max", "min"):
+        return True
+    omit = red.nan_omit and x.dtype.kind == "f"
+    layout = _sum_layout(x, geom.axes)
+    return red.op in ("sum", "avg") and not omit and layout is not None
 
 
 def _blocks(
@@ -1213,17 +1220,41 @@ def _whole(plan: AxisPlan) -> bool:
     return plan.full_axis
 
 
+#: channels-last planes (contiguous, with at least this many cells along
+#: the last axis, a batch axis) are summed in place, a vector add of a row
+#: of channels per cell: a transposed copy into rows took 3-25x longer from
+#: 16 channels on ((64,7,7,2048) float32: 18.6 against 0.8 ms) and was
+#: faster with 3 (3.1 against 5.2 ms)
+_CHANNELS_IN_PLACE = 8
+
+
+def _sum_layout(x: Array, pooled: tuple[int, ...]) -> str | None:
+    """How ``_global_sum`` reads ``x`` without a copy: ``"rows"`` (the
+    pooled axes are its trailing ones), ``"channels"`` (they are followed by
+    enough contiguous channels), or None (a transposed copy first)."""
+    if not x.flags.c_contiguous:
+        return None
+    if pooled == tuple(range(x.ndim - len(pooled), x.ndim)):
+        return "rows"
+    if x.ndim - 1 not in pooled and x.shape[-1] >= _CHANNELS_IN_PLACE:
+        return "channels"
+    return None
+
+
 def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
-    """Sum over whole axes: the window cells become the rows of a matrix
-    (a free view for trailing axes of a contiguous array, one copy
-    otherwise) summed by one einsum, so every layout sums in the same order.
-    """
+    """Sum over whole axes, by einsum: the window cells as the rows of a
+    matrix (a view for trailing axes of a contiguous array, a copy
+    otherwise), or, channels last, the planes cell after cell in place
+    (``_channel_sums``). A sum's order follows the layout, never how its
+    rows are shared out among threads."""
     pooled = geom.axes
-    first = x.ndim - len(pooled)
-    if pooled != tuple(range(first, x.ndim)):
+    layout = _sum_layout(x, pooled)
+    if layout == "channels":
+        return _channel_sums(x, geom, acc)
+    if layout is None:
         order = [a for a in range(x.ndim) if a not in pooled] + list(pooled)
         x = np.transpose(x, order)
-    cells = math.prod(x.shape[first:])
+    cells = math.prod(x.shape[x.ndim - len(pooled) :])
     matrix = np.ascontiguousarray(x).reshape(-1, cells)
     total = np.empty(matrix.shape[0], dtype=acc)
     # two rows a span at least: einsum sums a lone row of over 8,192 cells
@@ -1235,6 +1266,35 @@ def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
         spans = _spans(len(total), threads)
         share(lambda e: _row_sums(matrix, total, *e), spans, threads)
     return total.reshape(geom.out_shape)
+
+
+def _channel_sums(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
+    """``_global_sum`` of planes followed by contiguous channels: one einsum
+    adds each plane's cells in row-major order, each add a whole row of
+    channels. Spans of the outermost batch axis go to threads."""
+    total = np.empty(geom.out_shape, dtype=acc)
+    kept = [a for a in range(x.ndim) if a not in geom.axes]
+    sums = total.reshape([x.shape[a] for a in kept])  # drops axes of length 1
+    outer = [a for a in kept if a < geom.axes[0] and x.shape[a] > 1]
+    if not outer:
+        np.einsum(x, list(range(x.ndim)), kept, dtype=acc, casting="unsafe", out=sums)
+        return total
+    axis = outer[0]
+    at = kept.index(axis)
+
+    def run(span: tuple[int, int]) -> None:
+        np.einsum(
+            x[_index(x.ndim, axis, slice(*span))],
+            list(range(x.ndim)),
+            kept,
+            dtype=acc,
+            casting="unsafe",
+            out=sums[_index(sums.ndim, at, slice(*span))],
+        )
+
+    threads = _global_threads(x.nbytes, x.shape[axis])
+    share(run, _spans(x.shape[axis], max(threads, 1)), threads)
+    return total
 
 
 def _global_threads(nbytes: int, rows: int) -> int:
