@@ -120,6 +120,13 @@ def cases(scale: int) -> list[Case]:
         True,
     )
     same("adaptive_avg_pool2d (64,2048,7,7) → 1", "adaptive_avg_pool2d", h50, 1)
+    nhwc = np.ascontiguousarray(head50.transpose(0, 2, 3, 1))
+    t_nhwc = th50.contiguous(memory_format=torch.channels_last)
+    add(
+        "adaptive_avg_pool2d (64,2048,7,7) → 1, channels last",
+        lambda: ndpool.adaptive_avg_pool2d(nhwc, 1, data_format="channels_last"),
+        lambda: tf.adaptive_avg_pool2d(t_nhwc, 1).permute(0, 2, 3, 1),
+    )
     same("lp_pool2d p2 k7 (64,2048,7,7)", "lp_pool2d", h50, 2, 7)
     same("adaptive_avg_pool2d (32,512,14,14) → 3", "adaptive_avg_pool2d", h2, 3)
     same("adaptive_avg_pool2d (16,64,112,112) → 5", "adaptive_avg_pool2d", i2, 5)
