@@ -260,6 +260,27 @@ def test_share_one_thread_stays_on_the_caller() -> None:
     assert seen == {threading.get_ident()}
 
 
+def test_share_does_not_wait_for_a_helper_that_has_not_started() -> None:
+    """With every pool thread busy elsewhere, the caller does all the work
+    and returns: the queued helper is cancelled, not waited for."""
+    import threading
+
+    release = threading.Event()
+    pool = _threads.executor(1)
+    busy = [pool.submit(release.wait, 30) for _ in range(_threads._pool_size)]
+    done: list[int] = []
+    runner = threading.Thread(target=_threads.share, args=(done.append, range(5), 2))
+    runner.start()
+    runner.join(timeout=10)
+    returned = not runner.is_alive()
+    release.set()
+    runner.join()
+    for b in busy:
+        b.result()
+    assert returned, "share waited for a helper queued behind other work"
+    assert sorted(done) == list(range(5))
+
+
 NESTED_SHARES = """
 import threading
 from ndpool import _threads

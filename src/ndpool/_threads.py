@@ -177,6 +177,9 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
     try:
         drain()
     finally:
+        # a helper that has not started yet has nothing left to do: cancel
+        # it rather than wait for it to wake up and find that out
+        futures = [f for f in futures if not f.cancel()]
         wait(futures)
     for f in futures:
         f.result()
