@@ -8,7 +8,8 @@ Run from the repository root::
 Every library runs in its own subprocess (one per library and row, so each
 peak-memory figure belongs to one row), rows are measured one after another
 so the ratios of a row are taken close together in time. Each timing is a
-warm-up followed by the median of ``--repeats`` runs. Before any timing, a
+warm-up followed by the median of ``--repeats`` runs (and of a quarter of
+a second of runs at least, for the sub-millisecond rows). Before any timing, a
 separate check process runs every ndpool row at 1 and 2 threads and compares
 it with torch (bit-exact for max/indices/gradients, rtol 1e-5 for averages);
 a row that disagrees is reported as WRONG and not timed.
@@ -258,11 +259,21 @@ def floor_fn(row: str, x: Any) -> Callable[[], Any]:
 # worker side
 
 
+#: a sub-millisecond row runs this many seconds of calls at least (warm-up,
+#: then timing): nine calls of 0.2 ms measure a CPU just woken from idle
+WARMUP_S = 0.05
+TIMING_S = 0.25
+
+
 def timed(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
+    """Median ms of at least ``repeats`` calls (and ``TIMING_S`` seconds of
+    them), after at least ``warmup`` calls (and ``WARMUP_S`` seconds)."""
+    start, done = time.perf_counter(), 0
+    while done < warmup or (time.perf_counter() - start < WARMUP_S and done < 1000):
         fn()
-    times = []
-    for _ in range(repeats):
+        done += 1
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < TIMING_S and len(times) < 2000):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -442,8 +453,9 @@ def render(res: dict, rows: list[str], meta: dict) -> str:
         f"`import torch`: {meta['import_torch'] * 1e3:.0f} ms (median of 5, "
         "warm disk).",
         "",
-        f"{meta['machine']}; warm-up {meta['warmup']}, median of "
-        f"{meta['repeats']} repeats.",
+        f"{meta['machine']}; warm-up {meta['warmup']} calls, median of "
+        f"{meta['repeats']} repeats (both at least {WARMUP_S} s and {TIMING_S} s "
+        "of calls).",
     ]
     return "\n".join(lines) + "\n"
 
