@@ -144,9 +144,7 @@ def pool_core(
     if math.prod(geom.out_shape) == 0:  # no window to loop over taps for
         outs = _empty_results(x, geom, red, return_indices)
         return outs if return_indices else outs[0]  # type: ignore[return-value]
-    cut = _blocks(
-        x, geom, get_num_threads(), _threads_itself(x, geom, red, return_indices)
-    )
+    cut = _blocks(x, geom, get_num_threads(), red, return_indices)
     if cut is None:
         return _pool_block(x, geom, red, return_indices)
     axis, bounds = cut
@@ -211,16 +209,22 @@ def _threads_itself(
 
 
 def _blocks(
-    x: Array, geom: Geometry, threads: int = 1, whole: bool = False
+    x: Array,
+    geom: Geometry,
+    threads: int = 1,
+    red: Reduction | None = None,
+    return_indices: bool = False,
 ) -> tuple[int, list[tuple[int, int]]] | None:
     """(axis, [(lo, hi), ...]): the batch cut into blocks, or None (one block).
 
     Prefers a batch axis outside every pooled axis (so blocks are big
     contiguous runs), the outermost whose single slice fits in a block.
-    ``whole``: one reduce that threads itself, never cut.
+    One reduce that threads itself (``_threads_itself``) is never cut.
     """
-    if x.nbytes < 2 * BLOCK_BYTES or whole:
-        return None  # small, or one reduce (no intermediates to cache)
+    if x.nbytes < 2 * BLOCK_BYTES:
+        return None  # small
+    if red is not None and _threads_itself(x, geom, red, return_indices):
+        return None  # one reduce (no intermediates to cache)
     pooled = set(geom.axes)
     batch = [a for a in range(x.ndim) if a not in pooled and x.shape[a] > 1]
     outer = [a for a in batch if a < min(pooled)]
