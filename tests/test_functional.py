@@ -175,6 +175,35 @@ def test_max_pool(
         )
 
 
+@pytest.mark.parametrize(
+    ("name", "shape", "args"),
+    [
+        ("max_pool1d", (9000, 1, 11), (11,)),
+        ("adaptive_max_pool2d", (9000, 1, 4, 4), (1,)),
+        ("max_pool3d", (9000, 1, 2, 3, 2), ((2, 3, 2),)),
+    ],
+)
+def test_many_planes_of_one_channel_get_torch_indices(
+    name: str, shape: tuple[int, ...], args: tuple[Any, ...]
+) -> None:
+    """More than 8,192 planes and an axis of length 1 in the output: NumPy
+    2.4's unravel_index repeats coordinates there (numpy/numpy#31980),
+    which gave wrong indices and gradients window by window."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal(shape[:2] + (1,) * (len(shape) - 2))
+    g = g.astype(np.float32)
+    with forced(TRACKERS["windows-first"]):
+        out, idx = getattr(F, name)(x, *args, return_indices=True)
+        _, pullback = ndpool.vjp(getattr(F, name), x, *args)
+        grad = pullback(g)
+    tx = t(x).requires_grad_(True)
+    want, want_idx = getattr(TF, name)(tx, *args, return_indices=True)
+    want.backward(t(g))
+    assert_exact(out, want.detach())
+    assert_exact(idx, want_idx)
+    assert_exact(grad, tx.grad)
+
+
 @pytest.mark.parametrize("tracker", ["gathered", "windows-first"])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_max_of_several_nans_is_the_last_one(tracker: str, dtype: Any) -> None:

@@ -483,8 +483,20 @@ def _track_windows(
             _last_nans(flat, pos)
         vals[at] = _pick(flat, pos)
         # the winner's box coordinates are its taps past the first valid one
-        coords = np.unravel_index(pos, part.shape[x.ndim - n :])
-        ranks[at] = start + sum(c * w for c, w in zip(coords, weights, strict=True))
+        ranks[at] = start + _box_rank(pos, part.shape[x.ndim - n :], weights)
+    return rank
+
+
+def _box_rank(pos: Array, box: Sequence[int], weights: Sequence[int]) -> Array:
+    """The rank (``weights`` a coordinate) of each row-major position
+    ``pos`` in a box of shape ``box``. Not ``np.unravel_index``: NumPy 2.4
+    repeats coordinates past 8,192 positions of an array with an axis of
+    length 1 (numpy/numpy#31980), which gave wrong indices here."""
+    rank = np.zeros(pos.shape, dtype=np.int64)
+    rest = pos.astype(np.int64, copy=True)
+    for size, weight in zip(reversed(box), reversed(weights), strict=True):
+        rest, coord = np.divmod(rest, size)
+        rank += coord * weight
     return rank
 
 
