@@ -449,3 +449,42 @@ def test_zero_maxima_keep_their_sign_on_any_thread_count(
             got = F.max_pool1d(x, 4, return_indices=True)
         assert got[0].tobytes() == want[0].tobytes(), f"{threads} threads"
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def _views() -> list[Any]:
+    rng = np.random.default_rng(8)
+    image = rng.standard_normal((1, 40, 34, 12)).astype(np.float32)  # N=1, NHWC
+    image[rng.random(image.shape) < 0.1] = np.nan
+    return [
+        pytest.param(
+            lambda x: ndpool.global_avg_pool(x, data_format=LAST, nan_policy="omit"),
+            image,
+            id="one-image-omit",
+        ),
+        pytest.param(
+            lambda x: ndpool.pool(x, (5, 6), op="avg", axes=(1, 2)),
+            rng.standard_normal((3, 5, 6, 4, 13))[::-1],
+            id="reversed",
+        ),
+        pytest.param(
+            lambda x: ndpool.pool(x, (6,), op="sum", axes=(1,)),
+            rng.standard_normal((6, 6, 4, 16))[::2],
+            id="strided",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("call", "x"), _views())
+def test_whole_plane_sums_read_every_block_alike(
+    call: Call, x: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block of whole planes is summed the way the whole input is (in
+    place, or copied into rows), whatever the cut: the same bits for a
+    single channels-last image (never cut along its channels) and for a
+    view whose blocks of one plane would look contiguous."""
+    with monkeypatch.context() as m, ndpool.set_num_threads(1):
+        m.setattr(_core, "_blocks", lambda *args: None)  # no batch cut
+        want = call(x).tobytes()
+    for threads in (1, 2, 3, 5):
+        with ndpool.set_num_threads(threads):
+            assert call(x).tobytes() == want, f"{threads} threads"

@@ -228,7 +228,10 @@ def _blocks(
     pooled = set(geom.axes)
     batch = [a for a in range(x.ndim) if a not in pooled and x.shape[a] > 1]
     outer = [a for a in batch if a < min(pooled)]
-    candidates = outer or batch
+    planes = all(_whole(p) for p in geom.plans)
+    # whole planes are cut only before them: a cut after them could change
+    # how _global_sum reads a block, and so the order of its sums
+    candidates = outer if planes else outer or batch
     if not candidates:
         return None
     axis = next(
@@ -242,7 +245,7 @@ def _blocks(
     count = -(-length // step)
     count = min(length, -(-count // threads) * threads)
     plane = math.prod(p.length for p in geom.plans)
-    if all(_whole(p) for p in geom.plans) and x.size // length == plane:
+    if planes and x.size // length == plane:
         count = max(1, min(count, length // 2))  # two rows a sum (_global_sum)
     return axis, _spans(length, count)
 
@@ -1246,15 +1249,21 @@ _CHANNELS_IN_PLACE = 8
 
 def _sum_layout(x: Array, pooled: tuple[int, ...]) -> str | None:
     """How ``_global_sum`` reads ``x`` without a copy: ``"rows"`` (the
-    pooled axes are its trailing ones), ``"channels"`` (they are followed by
-    enough contiguous channels), or None (a transposed copy first)."""
-    if not x.flags.c_contiguous:
-        return None
+    pooled axes are the trailing ones of a contiguous array),
+    ``"channels"`` (they are followed by enough contiguous channels), or
+    None (a transposed copy into rows first). The choice holds for every
+    batch block of ``x`` (``_blocks`` cuts whole planes only along axes
+    before them), so no thread count changes a sum's order."""
     if pooled == tuple(range(x.ndim - len(pooled), x.ndim)):
-        return "rows"
-    if x.ndim - 1 not in pooled and x.shape[-1] >= _CHANNELS_IN_PLACE:
-        return "channels"
-    return None
+        return "rows" if x.flags.c_contiguous else None
+    if x.ndim - 1 in pooled or x.shape[-1] < _CHANNELS_IN_PLACE:
+        return None
+    step = x.itemsize  # the axes from the first pooled one on: one run
+    for d in range(x.ndim - 1, pooled[0] - 1, -1):
+        if x.shape[d] > 1 and x.strides[d] != step:
+            return None
+        step *= x.shape[d]
+    return "channels"
 
 
 def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
