@@ -460,7 +460,9 @@ def pool(
     dtype : dtype, optional
         Output dtype. Default: the input's for max/min and float input;
         float64 for the average or Lp of integers (never overflows), int64
-        (uint64) for their sum. An integer ``dtype`` rounds to nearest.
+        (uint64) for their sum. An integer ``dtype`` rounds to nearest. The
+        result is cast to it: sums do not accumulate in it (unlike
+        ``np.sum``'s ``dtype``).
     data_format : {"channels_first", "channels_last"}, optional
         Another way to name the default axes: ``"channels_last"`` pools the
         ``len(kernel_size)`` axes before the last one (``(N, *spatial, C)``),
