@@ -281,6 +281,21 @@ def test_share_does_not_wait_for_a_helper_that_has_not_started() -> None:
     assert sorted(done) == list(range(5))
 
 
+def test_share_runs_on_when_its_pool_was_shut_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another thread may replace the pool (growing it) and shut the old
+    one down between ``executor`` and ``submit``: the caller does the work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dead = ThreadPoolExecutor(1)
+    dead.shutdown()
+    monkeypatch.setattr(_threads, "executor", lambda workers: dead)
+    done: list[int] = []
+    _threads.share(done.append, range(5), 2)
+    assert sorted(done) == list(range(5))
+
+
 NESTED_SHARES = """
 import threading
 from ndpool import _threads
@@ -429,7 +444,7 @@ def _same_bits_as_one_block(
             np.ascontiguousarray(x.reshape(3, 10, 101, 10)), data_format=LAST
         ),
     ],
-    ids=["avg", "sum_omit", "lp", "channels_last"],
+    ids=["avg", "sum_omit", "lp", "channels_last_spans_of_one_image"],
 )
 def test_long_rows_sum_to_the_same_bits_on_any_thread_count(
     call: Call, monkeypatch: pytest.MonkeyPatch
@@ -468,6 +483,11 @@ def _views() -> list[Any]:
             lambda x: ndpool.global_avg_pool(x, data_format=LAST, nan_policy="omit"),
             image,
             id="one-image-omit",
+        ),
+        pytest.param(
+            lambda x: ndpool.global_lp_pool(x, 3.0, data_format=LAST),
+            np.abs(image[..., :4]),
+            id="one-image-4-channels",  # copied into rows: cut along channels
         ),
         pytest.param(
             lambda x: ndpool.pool(x, (5, 6), op="avg", axes=(1, 2)),
