@@ -173,7 +173,12 @@ def share(work: Callable[[T], object], items: Iterable[T], threads: int) -> None
             _sharing.active = outer
 
     helpers = max(0, min(threads, len(todo)) - 1)
-    futures = [executor(helpers).submit(drain) for _ in range(helpers)]
+    pool, futures = executor(helpers), []
+    try:
+        for _ in range(helpers):
+            futures.append(pool.submit(drain))
+    except RuntimeError:  # that pool was shut down meanwhile: fewer helpers
+        pass
     try:
         drain()
     finally:
