@@ -631,14 +631,15 @@ def _track_gathered(
     got = rows.take(table.cells, axis=1)  # (batch, windows, taps)
     pos = got.argmax(axis=-1) if op == "max" else got.argmin(axis=-1)
     pos += table.offsets  # (batch, windows): positions in a batch row
-    best = got.reshape(batch, -1)[np.arange(batch)[:, None], pos]
+    in_rows = got.reshape(batch, -1)
+    best = in_rows[np.arange(batch)[:, None], pos]
     if x.dtype.kind == "f":
         nan = np.isnan(best)
         if nan.any():  # the last NaN inside the window (not a copied cell)
             b, w = np.nonzero(nan)
             marked = np.isnan(got[b, w]) & table.valid[w]
             pos[b, w] = table.offsets[w] + taps - 1 - marked[:, ::-1].argmax(axis=-1)
-            best[b, w] = got.reshape(batch, -1)[b, pos[b, w]]  # that NaN's bits
+            best[b, w] = in_rows[b, pos[b, w]]  # that NaN's bits
     out_shape = batch_shape + tuple(p.out for p in geom.plans)
     flat = np.empty(geom.out_shape, dtype=np.int64) if flat_into is None else flat_into
     if trailing:
@@ -1261,12 +1262,7 @@ def _sum_layout(x: Array, pooled: tuple[int, ...]) -> str | None:
         return "rows" if x.flags.c_contiguous else None
     if x.ndim - 1 in pooled or x.shape[-1] < _CHANNELS_IN_PLACE:
         return None
-    step = x.itemsize  # the axes from the first pooled one on: one run
-    for d in range(x.ndim - 1, pooled[0] - 1, -1):
-        if x.shape[d] > 1 and x.strides[d] != step:
-            return None
-        step *= x.shape[d]
-    return "channels"
+    return "channels" if _one_run_from(x, pooled[0]) else None
 
 
 def _global_sum(x: Array, geom: Geometry, acc: np.dtype[Any]) -> Array:
@@ -1392,12 +1388,20 @@ def _one_run(src: Array, axes: int | tuple[int, ...]) -> Array | None:
     first = src.ndim - len(axes)
     if sorted(axes) != list(range(first, src.ndim)) or src.size == 0:
         return None
-    step = src.itemsize
-    for d in range(src.ndim - 1, first - 1, -1):
-        if src.shape[d] > 1 and src.strides[d] != step:
-            return None
-        step *= src.shape[d]
+    if not _one_run_from(src, first):
+        return None
     return src.reshape(*src.shape[:first], -1)
+
+
+def _one_run_from(x: Array, first: int) -> bool:
+    """Whether the cells of ``x``'s axes from ``first`` on are one
+    contiguous run in row-major order (axes of length 1 aside)."""
+    step = x.itemsize
+    for d in range(x.ndim - 1, first - 1, -1):
+        if x.shape[d] > 1 and x.strides[d] != step:
+            return False
+        step *= x.shape[d]
+    return True
 
 
 def _row_sums(matrix: Array, total: Array, lo: int, hi: int) -> None:
@@ -1575,11 +1579,8 @@ def _direct(src: Array, plan: AxisPlan, acc: np.dtype[Any]) -> bool:
     if src.dtype != acc:
         return False
     a = plan.axis
-    step = src.itemsize  # the axes after ``a`` must be one contiguous run
-    for d in range(src.ndim - 1, a, -1):
-        if src.shape[d] > 1 and src.strides[d] != step:
-            return False
-        step *= src.shape[d]
+    if not _one_run_from(src, a + 1):  # the axes after ``a``
+        return False
     if a == src.ndim - 1:  # the taps run along the axis: unit strides only
         unit = plan.regular and plan.stride == 1 and src.strides[a] == src.itemsize
         run = plan.out if unit else 0
