@@ -5,8 +5,9 @@ this script sweeps the rest of the API (1-d pooling, padding and ceil modes,
 dilation, float64, Lp, adaptive, global and fractional pooling, gradients,
 unpooling) on inputs of the same scale, to find the paths where ndpool is
 slow. Every ndpool result is checked against PyTorch's first. Both
-libraries run in this one process, alternating call by call, at 1 and then
-2 threads (``ndpool.set_num_threads``, ``torch.set_num_threads``).
+libraries run in this one process, in alternating turns of about 0.1 s
+(after 20 ms of untimed calls each turn), at 1 and then 2 threads
+(``ndpool.set_num_threads``, ``torch.set_num_threads``).
 
     python benchmarks/more_cases.py [--quick]
 
@@ -191,22 +192,42 @@ def check(name: str, ours: Any, theirs: Any) -> None:
             raise AssertionError(msg)
 
 
+#: each library runs in turns: calls for ``SETTLE_S`` seconds untimed, then
+#: calls for ``TURN_S`` seconds timed. PyTorch's OpenMP workers spin for
+#: some 10 ms after each call, holding the second CPU, and ndpool's pool
+#: threads sleep between calls; a call timed right after the other
+#: library's (call by call in turn) measured ndpool's 2-thread
+#: ``max_pool1d`` at 4.9-5.2 ms against 2.6-2.8 in a turn of its own.
+SETTLE_S = 0.02
+TURN_S = 0.1
+TURNS = 4
+
+
+def _turn(fn: Callable[[], Any], times: list[float]) -> None:
+    """One turn of ``fn``: at least one untimed call and ``SETTLE_S``
+    seconds of them, then at least one timed call and ``TURN_S`` seconds."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < SETTLE_S:
+        fn()
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+        if time.perf_counter() - start >= TURN_S:
+            return
+
+
 def median_ms(
     ours: Callable[[], Any], theirs: Callable[[], Any]
 ) -> tuple[float, float]:
-    """Median ms of each, timed call by call in turn over about a second."""
-    for fn in (ours, theirs, ours, theirs):  # warm-up
-        fn()
-    t0 = time.perf_counter()
-    ours()
-    theirs()
-    rounds = max(5, min(51, int(1.0 / max(time.perf_counter() - t0, 1e-6))))
-    a, b = [], []
-    for _ in range(rounds):
-        for fn, times in ((ours, a), (theirs, b)):
-            t0 = time.perf_counter_ns()
-            fn()
-            times.append(time.perf_counter_ns() - t0)
+    """Median ms of each, from ``TURNS`` turns each, taken in alternation."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(TURNS):
+        _turn(ours, a)
+        _turn(theirs, b)
     return float(np.median(a)) / 1e6, float(np.median(b)) / 1e6
 
 
