@@ -840,6 +840,57 @@ def test_unreadable_input_and_unwritable_directory(
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["in.png", "locked"]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_one_new_file_by_two_names_is_refused(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An output and a figure that reach one new file through a symlinked
+    directory are refused, even with --force: the figure would replace
+    the image."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    to_image(pil, make_pixels("L", (6, 8)), "L").save(tmp_path / "in.png")
+    monkeypatch.chdir(tmp_path)
+    before = files(tmp_path)
+    argv = ["image", "in.png", "-o", "alias/x.png", "--compare", "real/x.png"]
+    code, out, err = run([*argv, "--force"], capsys)
+    assert_one_line_error(code, err, "same file as the figure")
+    assert out == ""
+    assert files(tmp_path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_two_new_files_with_one_normalised_name_are_both_written(
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``lnk/../out.png``, with ``lnk`` a symlink to ``a/b``, is
+    ``a/out.png``, not ``./out.png``: the output and a figure of that
+    name are two files."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    here = tmp_path / "c"
+    here.mkdir()
+    (here / "lnk").symlink_to(tmp_path / "a" / "b")
+    src = tmp_path / "in.png"
+    pixels = make_pixels("L", (6, 8))
+    to_image(pil, pixels, "L").save(src)
+    monkeypatch.chdir(here)
+    argv = ["image", str(src), "-o", "lnk/../out.png", "--compare", "out.png"]
+    code, _, err = run(argv, capsys)
+    assert (code, err) == (0, "")
+    want = expected(pixels, "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "a" / "out.png"), want)
+    with pil.open(here / "out.png") as figure:
+        assert figure.size[0] > 8  # the figure, not the pooled image
+
+
 # --------------------------------------------------------------- safety
 
 

@@ -812,11 +812,26 @@ def _check_target(path: str, force: bool, what: str) -> None:
         raise ImageCLIError(msg)
 
 
+def _entry(path: str) -> str:
+    """The directory entry a write to ``path`` replaces (``os.replace``
+    swaps the entry, not a file a symlink there points to): its directory
+    with every symlink resolved, and its name. The directory is resolved
+    as given, not normalised first: ``link/..`` is the parent of the
+    link's target, not the current directory."""
+    directory, name = os.path.split(path)
+    return os.path.join(os.path.realpath(directory or "."), name)
+
+
 def _same_file(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same directory entry
+    (even one not created yet, through symlinked directories), or one
+    existing file by two names (hard links, symlinks)."""
+    if _entry(a) == _entry(b):
+        return True
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+    except OSError:  # one of them does not exist (yet): two new entries
+        return False
 
 
 def _temp_path(path: str) -> str:
