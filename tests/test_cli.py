@@ -389,13 +389,18 @@ def test_sixteen_bit_colour_png_is_reported(
     np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
 
 
-def write_signed16_tiff(path: Path, pixels: np.ndarray, *, big_endian: bool) -> None:
-    """Write a signed 16-bit gray TIFF (SampleFormat 2) by hand: Pillow cannot."""
+def write_tiff(
+    path: Path, pixels: np.ndarray, fmt: int, *, big_endian: bool = False
+) -> None:
+    """Write gray ``pixels`` as a TIFF with SampleFormat ``fmt`` (1
+    unsigned, 2 signed) by hand: Pillow writes neither signed 8 or 16 bits
+    nor unsigned 32."""
     order, magic = (">", b"MM\x00*") if big_endian else ("<", b"II*\x00")
     h, w = pixels.shape
-    data = pixels.astype(f"{order}i2").tobytes()
-    tags = [(256, w), (257, h), (258, 16), (259, 1), (262, 1), (273, None)]
-    tags += [(277, 1), (278, h), (279, len(data)), (339, 2)]
+    data = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
+    bits = pixels.dtype.itemsize * 8
+    tags = [(256, w), (257, h), (258, bits), (259, 1), (262, 1), (273, None)]
+    tags += [(277, 1), (278, h), (279, len(data)), (339, fmt)]
     offset = 8 + 2 + 12 * len(tags) + 4
     ifd = b"".join(  # SHORT values, in the first two bytes of the value field
         struct.pack(f"{order}HHIHH", t, 3, 1, offset if v is None else v, 0)
@@ -416,7 +421,7 @@ def test_signed_sixteen_bit_tiff_keeps_its_sign(
     pixels = rng.integers(-32768, 32768, (6, 8), dtype=np.int16)
     pixels[0, :2] = -1000
     src = tmp_path / "s16.tif"
-    write_signed16_tiff(src, pixels, big_endian=big_endian)
+    write_tiff(src, pixels, 2, big_endian=big_endian)
     for op in ("min", "max", "avg"):
         dst = tmp_path / f"{op}.tif"
         code, out, err = run(["image", str(src), "-o", str(dst), "--op", op], capsys)
@@ -427,6 +432,50 @@ def test_signed_sixteen_bit_tiff_keeps_its_sign(
         want = expected(pixels.astype(np.int32), op, kernel_size=2, axes=(0, 1))
         np.testing.assert_array_equal(decode(pil, dst), want)
     assert decode(pil, tmp_path / "min.tif").min() < 0  # not wrapped to 64536
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.int8, np.uint32], ids=["signed 8-bit", "unsigned 32-bit"]
+)
+def test_tiff_samples_pillow_misreads_are_pooled_as_they_are(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    dtype: Any,
+) -> None:
+    """Pillow reads signed 8-bit TIFF samples as unsigned, and unsigned
+    32-bit ones as signed: ndpool pools the values the file holds."""
+    info = np.iinfo(dtype)
+    top = min(info.max, 2**31 - 1)  # unsigned 32 bits: up to 2**31 - 1 fit mode I
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(info.min, top, (6, 8), endpoint=True).astype(dtype)
+    pixels[0, :2] = (info.min, top)
+    src = tmp_path / "in.tif"
+    write_tiff(src, pixels, 2 if info.min < 0 else 1)
+    for op in ("min", "max", "avg"):
+        dst = tmp_path / f"{op}.tif"
+        code, out, err = run(["image", str(src), "-o", str(dst), "--op", op], capsys)
+        assert (code, err) == (0, ""), err
+        bits = "signed 8-bit" if info.min < 0 else "unsigned 32-bit"
+        assert f"has {bits} pixels" in out
+        with pil.open(dst) as im:
+            assert im.mode == "I"
+        want = expected(pixels.astype(np.int64), op, kernel_size=2, axes=(0, 1))
+        np.testing.assert_array_equal(decode(pil, dst), want)
+
+
+def test_unsigned_32_bit_tiff_pixels_no_output_holds_are_refused(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pixels of 2**31 and up: mode I would wrap them to negative."""
+    big = np.array([[0, 1, 2**31, 2**32 - 1], [5, 6, 7, 8]], np.uint32)
+    write_tiff(tmp_path / "u32.tif", big, 1)
+    before = files(tmp_path)
+    argv = ["image", str(tmp_path / "u32.tif"), "-o", str(tmp_path / "o.tif")]
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, "2**31 or more")
+    assert out == ""
+    assert files(tmp_path) == before
 
 
 @pytest.mark.parametrize("mode", ["L", "I;16", "RGB"])

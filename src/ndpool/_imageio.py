@@ -380,6 +380,25 @@ def _rawmode(args: Any) -> str:
     return str(args[0] if isinstance(args, tuple) and args else args)
 
 
+def _tiff_sample(tags: Any) -> tuple[int, int] | None:
+    """A TIFF's (SampleFormat, BitsPerSample) when every sample has the
+    same (1 unsigned, 2 signed, 3 float; a missing SampleFormat is 1);
+    None for anything else."""
+    if tags is None:
+        return None
+
+    def one(tag: int, default: int | None) -> int | None:
+        value = tags.get(tag, default)
+        values = set(value) if isinstance(value, tuple) else {value}
+        if len(values) != 1:
+            return None
+        (only,) = values
+        return only if isinstance(only, int) else None
+
+    kind, bits = one(339, 1), one(258, None)
+    return None if kind is None or bits is None else (kind, bits)
+
+
 def _decode(im: PILImage.Image, path: str) -> Picture:
     """Load ``im`` fully and return its pixels channels-last."""
     notes: list[str] = []
@@ -411,6 +430,12 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     elif orientation not in (None, 1):
         notes.append(f"ignored the invalid orientation ({orientation!r}) of {path}")
     mode = im.mode
+    sample = _tiff_sample(tags)
+    # Pillow 13 decodes signed 8-bit gray as unsigned (L; it opens no
+    # signed 8-bit colour), and unsigned 32 bits as signed (I), 2**31 and
+    # up wrapped to negative
+    signed8 = sample == (2, 8) and mode == "L"
+    unsigned32 = sample == (1, 32) and mode == "I"
     if mode == "P" and (
         "transparency" in im.info or (im.palette and im.palette.mode == "RGBA")
     ):
@@ -421,11 +446,13 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
         notes.append(
             f"{path} {_CONVERT_WHY[mode]}: pooled and written as {_CONVERT[mode]}"
         )
-    if mode == "I" and signed:  # no format ndpool writes keeps signed 16 bits
+    if (mode == "I" and signed) or signed8 or unsigned32:
+        # no format ndpool writes keeps these: 32-bit signed holds them all
+        kind = "signed 16-bit" if signed else "signed 8-bit"
         target = "I"
         notes.append(
-            f"{path} has signed 16-bit pixels: pooled and written as 32-bit "
-            "signed integers (mode I)"
+            f"{path} has {'unsigned 32-bit' if unsigned32 else kind} pixels: "
+            "pooled and written as 32-bit signed integers (mode I)"
         )
     elif mode in _CONVERT:
         target = _CONVERT[mode]
@@ -442,6 +469,15 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     # native byte order; I;16 as 0..65535 whichever way Pillow decoded it
     dtype = np.dtype(np.uint16) if target == "I;16" else None
     pixels = _pixels_of(im, turn, convert, dtype)
+    if signed8:
+        pixels = pixels.view(np.int8).astype(np.int32)
+    if unsigned32 and pixels.size and pixels.min() < 0:
+        msg = (
+            f"input {path!r} has unsigned 32-bit pixels of 2**31 or more, "
+            "which no format ndpool image writes holds (Pillow reads them as "
+            "negative 32-bit integers); convert it to 16 bits or float first"
+        )
+        raise ImageCLIError(msg)
     info = {"icc_profile": im.info["icc_profile"]} if "icc_profile" in im.info else {}
     return Picture(pixels, target, Path(path).name, tuple(notes), info)
 
