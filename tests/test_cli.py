@@ -322,6 +322,40 @@ def test_palette_image_is_pooled_as_rgb(
     np.testing.assert_array_equal(decode(pil, tmp_path / "out.png"), want)
 
 
+@pytest.mark.parametrize(
+    ("mode", "key", "target"),
+    [("1", 0, "LA"), ("L", 17, "LA"), ("RGB", (0, 0, 0), "RGBA"), ("I;16", 5, None)],
+)
+def test_a_transparent_colour_becomes_alpha_or_is_said_dropped(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+    key: Any,
+    target: str | None,
+) -> None:
+    """A colour key (PNG tRNS) on gray or RGB becomes alpha, as a keyed
+    palette's does; 16-bit gray keeps its pixels and depth, and a note
+    says the key is dropped."""
+    pixels = make_pixels(mode, (12, 10))
+    pixels[:3, :3] = key  # a keyed corner
+    src = tmp_path / "in.png"
+    to_image(pil, pixels, mode).save(src, transparency=key)
+    code, out, err = run(["image", str(src), "-o", str(tmp_path / "o.png")], capsys)
+    assert (code, err) == (0, ""), err
+    with pil.open(tmp_path / "o.png") as im:
+        assert im.mode == (target or mode)
+    if target is None:
+        assert "dropped the transparent colour (a colour key)" in out
+        want = expected(decode(pil, src), "max", kernel_size=2, axes=(0, 1))
+    else:
+        assert f"pooled and written as {target}, the key as alpha" in out
+        alpha = decode(pil, src, target)[..., -1]
+        assert 0 < np.count_nonzero(alpha == 0) < alpha.size
+        want = expected(decode(pil, src, target), "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
 def test_gif_frames_and_jpeg_input(
     pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,6 +82,8 @@ _CONVERT = {
     "I;16L": "I;16",
     "I;16B": "I;16",
 }
+#: Modes whose transparent colour (PNG tRNS) becomes an alpha channel.
+_KEYED = {"1": "LA", "L": "LA", "RGB": "RGBA"}
 #: Why a mode is converted, for the note that says so.
 _CONVERT_WHY = {
     "P": "is a palette image",
@@ -441,12 +443,26 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     ):
         mode = "PA"
     convert = None
+    keyed = "transparency" in im.info and mode in _KEYED
     if mode in _CONVERT_WHY:  # pooling palette indices would be meaningless
         convert = _CONVERT[mode]
         notes.append(
             f"{path} {_CONVERT_WHY[mode]}: pooled and written as {_CONVERT[mode]}"
         )
-    if (mode == "I" and signed) or signed8 or unsigned32:
+    elif keyed:  # the key becomes alpha, as a keyed palette's does
+        convert = _KEYED[mode]
+        notes.append(
+            f"{path} has a transparent colour (a colour key): pooled and "
+            f"written as {convert}, the key as alpha"
+        )
+    elif "transparency" in im.info and mode != "PA":
+        notes.append(
+            f"dropped the transparent colour (a colour key) of {path}: "
+            f"ndpool image writes no {mode} image with alpha"
+        )
+    if keyed:
+        target = _KEYED[mode]
+    elif (mode == "I" and signed) or signed8 or unsigned32:
         # no format ndpool writes keeps these: 32-bit signed holds them all
         kind = "signed 16-bit" if signed else "signed 8-bit"
         target = "I"
