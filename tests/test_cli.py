@@ -1330,6 +1330,50 @@ def test_pipe_with_a_writer_is_read(
     np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+def test_a_pipe_longer_than_the_limit_is_refused(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipe is read into memory up to ``PIPE_BYTES`` (1 GiB), then
+    refused, so an endless one (an image, then bytes for ever) neither
+    hangs the command nor fills the memory. Here the pipe ends, at five
+    times the limit, so that reading it whole fails the test, not hangs
+    it."""
+    from ndpool import _imageio
+
+    monkeypatch.setattr(_imageio, "PIPE_BYTES", 200_000)
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("L", (8, 8)), "L").save(src)
+    head, filler = src.read_bytes(), b"\0" * 65536
+    r, w = os.pipe()
+
+    def feed() -> None:
+        try:
+            os.write(w, head)
+            for _ in range(5 * 200_000 // len(filler)):
+                os.write(w, filler)
+        except OSError:  # the reader closed the pipe
+            pass
+        finally:
+            os.close(w)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        argv = ["image", f"/dev/fd/{r}", "-o", str(tmp_path / "o.png")]
+        code, out, err = run(argv, capsys)
+    finally:
+        os.close(r)
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert_one_line_error(code, err, "gives more than 200,000 bytes")
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_process_substitution(pil: ModuleType, tmp_path: Path) -> None:
     to_image(pil, make_pixels("L", (8, 8)), "L").save(tmp_path / "in.png")

@@ -294,12 +294,34 @@ def _open_input(path: str) -> IO[bytes]:
     if not stat.S_ISREG(info.st_mode) and fh.seekable():  # /dev/zero and such
         return fh
     with fh:  # Pillow needs to seek: it would read a pipe whole anyway
-        data = fh.read()
+        data = _read_up_to(fh, PIPE_BYTES, path)
     if not data:
         where = "" if stat.S_ISREG(info.st_mode) else " (a pipe with no writer?)"
         msg = f"input {path!r} is empty{where}: not an image"
         raise ImageCLIError(msg)
     return io.BytesIO(data)
+
+
+#: the most a pipe may give: more than any one image under Pillow's
+#: decompression-bomb limit takes uncompressed (89.5 megapixels of 8 bytes)
+PIPE_BYTES = 1 << 30
+_CHUNK = 1 << 20
+
+
+def _read_up_to(fh: IO[bytes], limit: int, path: str) -> bytes:
+    """All of ``fh``, refused past ``limit`` bytes (a pipe that never
+    ends), read a chunk at a time (``read(limit)`` would allocate it all)."""
+    chunks, size = [], 0
+    while chunk := fh.read(min(_CHUNK, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            msg = (
+                f"input {path!r} gives more than {limit:,} bytes: ndpool image "
+                "reads a pipe into memory, up to that; save it to a file first"
+            )
+            raise ImageCLIError(msg)
+    return b"".join(chunks)
 
 
 def read_image(path: str) -> Picture:
