@@ -923,6 +923,28 @@ def test_unreadable_input_and_unwritable_directory(
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["in.png", "locked"]
 
 
+@pytest.mark.parametrize(("ext", "side"), [(".jpg", 65500), (".webp", 16383)])
+def test_a_result_too_long_for_its_format_is_refused(
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ext: str,
+    side: int,
+) -> None:
+    """JPEG takes 65,500 pixels a side and WebP 16,383: one more is refused
+    on one line before writing (libjpeg printed a line of its own)."""
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("RGB", (2, side + 1)), "RGB").save(src)
+    before = files(tmp_path)
+    argv = ["image", str(src), "-o", str(tmp_path / f"o{ext}"), "-k", "1"]
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, f"at most {side} pixels a side")
+    assert out == ""
+    assert files(tmp_path) == before
+    to_image(pil, make_pixels("RGB", (2, side)), "RGB").save(src)  # the limit
+    assert run(argv, capsys)[0] == 0
+
+
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
 def test_one_new_file_by_two_names_is_refused(
     pil: ModuleType,

@@ -804,6 +804,23 @@ def _image_format(path: str) -> str:
     return _OUTPUT_FORMATS[ext][0]
 
 
+#: the longest side each output format takes, where it is short of 2**31
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
+
+
+def _check_dimensions(pooled: Pixels, fmt: str, path: str) -> None:
+    """Refuse a result too wide or tall for ``fmt`` before writing it (the
+    encoder would fail with a vaguer message, libjpeg on two lines)."""
+    limit = _MAX_SIDE.get(fmt)
+    height, width = pooled.shape[:2]
+    if limit is not None and max(height, width) > limit:
+        msg = (
+            f"cannot write the {width}x{height} result to {path!r}: {fmt} "
+            f"takes at most {limit} pixels a side; use .png or .tif"
+        )
+        raise ImageCLIError(msg)
+
+
 def _check_writable(picture_mode: str, path: str) -> None:
     """Refuse a format that would not keep the mode, the bits or the alpha."""
     ext = _extension(path)
@@ -1332,6 +1349,7 @@ def run_image_job(job: ImageJob) -> list[str]:
         except (ValueError, TypeError, OverflowError) as exc:  # ndpool's checks
             msg = f"cannot pool the {picture.describe()} image: {_one_line(exc)}"
             raise ImageCLIError(msg) from None
+    _check_dimensions(pooled, fmt, output)
     lines = [
         f"{picture.name} ({picture.describe()}) -> {_what(job, short=False)} "
         f"-> {output} ({picture.describe(pooled)}, {fmt})"
