@@ -554,6 +554,21 @@ def test_invalid_exif_orientation_is_ignored_and_said_so(
     np.testing.assert_array_equal(decode(pil, dst), want)
 
 
+def test_unreadable_exif_is_ignored_and_said_so(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PNG whose eXIf chunk is garbage still has pixels: pooled, with a
+    note (Pillow raises on the EXIF only, after decoding them)."""
+    pixels = make_pixels("L", (8, 16))
+    to_image(pil, pixels, "L").save(tmp_path / "in.png", exif=b"garbage!" * 2)
+    dst = tmp_path / "o.png"
+    code, out, err = run(["image", str(tmp_path / "in.png"), "-o", str(dst)], capsys)
+    assert (code, err) == (0, ""), err
+    assert "ignored the unreadable EXIF data" in out
+    want = expected(pixels, "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, dst), want)
+
+
 def test_rgbx_is_pooled_as_rgb(pil: ModuleType) -> None:
     from ndpool._imageio import _decode
 

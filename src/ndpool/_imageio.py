@@ -441,7 +441,11 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
             f"{path} has 16 bits a channel but Pillow decodes {im.mode} at 8 bits; "
             "the output is 8-bit"
         )
-    orientation = im.getexif().get(_ORIENTATION)
+    try:
+        orientation = im.getexif().get(_ORIENTATION)
+    except Exception as exc:  # the pixels decoded: only the EXIF is broken
+        orientation = None
+        notes.append(f"ignored the unreadable EXIF data of {path}: {_one_line(exc)}")
     by_pillow = orientation is None and tiff_orientation is not None
     if by_pillow:
         orientation = tiff_orientation
