@@ -1591,12 +1591,19 @@ def test_compare_figure_svg_and_default_sample(
     )
 
 
+@pytest.mark.parametrize(("dark", "light"), [(0.0, 100.0), (-3.4e38, 3.4e38)])
 def test_compare_float_image_with_nan_and_inf(
-    pil: ModuleType, mpl: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pil: ModuleType,
+    mpl: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    dark: float,
+    light: float,
 ) -> None:
-    """Panels use the finite range: not blank, no warning leaks."""
-    pixels = np.zeros((20, 30), dtype=np.float32)
-    pixels[:, 15:] = 100.0
+    """Panels use the finite range: not blank, no warning leaks (nor the
+    float32 overflow of a range wider than 3.4e38)."""
+    pixels = np.full((20, 30), dark, dtype=np.float32)
+    pixels[:, 15:] = light
     pixels[0, 0], pixels[0, 1], pixels[1, 0] = np.inf, -np.inf, np.nan
     src, fig = tmp_path / "in.tif", tmp_path / "fig.png"
     to_image(pil, pixels, "F").save(src)

@@ -1081,6 +1081,8 @@ def _display(pixels: Pixels, mode: str) -> tuple[Pixels, dict[str, Any]]:
         full = {"1": 1, "L": 255, "I;16": 65535}.get(mode)
         if pixels.dtype == np.bool_:
             pixels = pixels.astype(np.uint8)
+        elif pixels.dtype == np.float32:  # a span past 3.4e38 overflows float32
+            pixels = pixels.astype(np.float64)
         return pixels, {"cmap": "gray", "vmin": 0, "vmax": full}
     if mode == "LA":
         gray = pixels[..., :1]
