@@ -28,6 +28,14 @@ def _strict() -> tuple[Any, Callable[[np.ndarray], Any]]:
     return xps, lambda a: xps.asarray(a)
 
 
+def _strict_device() -> tuple[Any, Callable[[np.ndarray], Any]]:
+    """``array_api_strict`` on a device other than its default one: a
+    constant made on the default device would not mix with it."""
+    xps = pytest.importorskip("array_api_strict")
+    other = xps.Device("device1")
+    return xps, lambda a: xps.asarray(a, device=other)
+
+
 def _torch() -> tuple[Any, Callable[[np.ndarray], Any]]:
     torch = pytest.importorskip("torch")
     return torch, lambda a: torch.from_numpy(np.array(a))
@@ -46,7 +54,13 @@ def _cupy() -> tuple[Any, Callable[[np.ndarray], Any]]:
     return cp, lambda a: cp.asarray(a)
 
 
-BACKENDS = {"array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy}
+BACKENDS = {
+    "array_api_strict": _strict,
+    "array_api_strict device1": _strict_device,
+    "torch": _torch,
+    "jax": _jax,
+    "cupy": _cupy,
+}
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -203,6 +203,12 @@ def _device(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+def _scalar(xp: Any, value: Any, dtype: Any, like: Any) -> Any:
+    """A 0-d array of ``value`` on ``like``'s device: arrays of two devices
+    do not mix (``array_api_strict``'s devices, CuPy's GPUs)."""
+    return xp.asarray(value, dtype=dtype, device=_device(like))
+
+
 def _const(xp: Any, values: Any, like: Any, dtype: Any = None) -> Any:
     """A small host-side index or count array, moved to ``like``'s device."""
     return xp.asarray(np.array(values), dtype=dtype, device=_device(like))
@@ -390,7 +396,7 @@ def _compare(
             out = xp.where(mask, v, out)
             if not track:
                 continue
-            j = xp.asarray(tap.j, dtype=xp.int64)
+            j = _scalar(xp, tap.j, xp.int64, out)
             carried[a] = xp.where(mask, j, carried[a])
             for b, c in codes.items():
                 won = _widen(xp, _take(xp, c, plan, tap), plan, tap, 0)
@@ -424,10 +430,10 @@ def _extreme(
         if dtype.kind != "f":
             return fold(cells, axis=a, keepdims=True)
         nan = xp.isnan(cells)
-        unset = xp.asarray(-np.inf if op == "max" else np.inf, dtype=cells.dtype)
+        unset = _scalar(xp, -np.inf if op == "max" else np.inf, cells.dtype, cells)
         value = fold(xp.where(nan, unset, cells), axis=a, keepdims=True)
         lost = (xp.all if omit else xp.any)(nan, axis=a, keepdims=True)
-        return xp.where(lost, xp.asarray(np.nan, dtype=cells.dtype), value)
+        return xp.where(lost, _scalar(xp, np.nan, cells.dtype, cells), value)
 
     return extreme
 
@@ -472,7 +478,7 @@ def _track_by_window(
             flipped = xp.flip(xp.astype(nan, xp.int8), axis=a)
             back = xp.argmax(flipped, axis=a, keepdims=True)
             pos = xp.where(some, cells.shape[a] - 1 - back, pos)
-            best = xp.where(some, xp.asarray(np.nan, dtype=cur.dtype), best)
+            best = xp.where(some, _scalar(xp, np.nan, cur.dtype, cur), best)
         values.append(best)
         found[a].append(pos + first)
         for b, c in codes.items():
@@ -537,12 +543,12 @@ def _summed(
         return xp.astype(xp.astype(v, x.dtype), acc)
 
     if red.op == "lp":
-        terms = xp.pow(xp.abs(terms), xp.asarray(red.norm_type, dtype=acc))
+        terms = xp.pow(xp.abs(terms), _scalar(xp, red.norm_type, acc, terms))
     elif red.op == "torch_lp":  # PyTorch's own pow, whatever the library
         half = dtype == np.float16
         terms = rounded(torch_pow(terms, red.norm_type, xp, half=half))
     if nan_mask is not None:
-        terms = xp.where(nan_mask, xp.asarray(0, dtype=acc), terms)
+        terms = xp.where(nan_mask, _scalar(xp, 0, acc, terms), terms)
     total = _sum_all(xp, terms, geom)
     like = total
     nan_count = None
@@ -551,7 +557,7 @@ def _summed(
     if red.op == "sum":
         result = total
     elif red.op == "lp":
-        result = xp.pow(total, xp.asarray(1.0 / red.norm_type, dtype=acc))
+        result = xp.pow(total, _scalar(xp, 1.0 / red.norm_type, acc, total))
         info = np.finfo(acc_np)  # sums past the float range: see _core
         tiny, big = float(info.smallest_normal / info.eps), float(info.max)
         lost = ~((total >= tiny) & (total <= big))
@@ -560,13 +566,13 @@ def _summed(
     elif red.op == "torch_lp":
         count = _const(xp, geom.window_count(include_pad=True), like, acc)
         mean = rounded(total / count)
-        scaled = xp.sign(mean) * xp.maximum(xp.abs(mean), xp.asarray(0, dtype=acc))
+        scaled = xp.sign(mean) * xp.maximum(xp.abs(mean), _scalar(xp, 0, acc, mean))
         scaled = rounded(scaled * geom.kernel_volume)
         half = dtype == np.float16
         result = torch_pow(scaled, 1.0 / red.norm_type, xp, half=half)
     else:
         if red.divisor_override is not None:
-            result = total / xp.asarray(red.divisor_override, dtype=acc)
+            result = total / _scalar(xp, red.divisor_override, acc, total)
         else:
             count = _const(
                 xp, geom.window_count(include_pad=red.count_include_pad), like
@@ -577,7 +583,7 @@ def _summed(
     if nan_count is not None:
         valid = _const(xp, geom.window_count(include_pad=False), like)
         result = xp.where(
-            valid == nan_count, xp.asarray(float("nan"), dtype=acc), result
+            valid == nan_count, _scalar(xp, float("nan"), acc, result), result
         )
     return result
 
@@ -593,16 +599,16 @@ def _rescaled_norm(
     empty = 0.0 if p > 0 else float("inf")  # a cell that adds nothing
     mag = xp.abs(x)
     if red.nan_omit:
-        mag = xp.where(xp.isnan(mag), xp.asarray(empty, dtype=acc), mag)
+        mag = xp.where(xp.isnan(mag), _scalar(xp, empty, acc, mag), mag)
     scale, _ = _compare(xp, mag, geom, "max" if p > 0 else "min", False, empty)
-    power = xp.asarray(p, dtype=acc)
+    power = _scalar(xp, p, acc, mag)
     sums = xp.zeros(geom.out_shape, dtype=acc, device=_device(x))
     for taps in itertools.product(*(q.spans() for q in geom.plans)):
         term = xp.pow(_cells(xp, mag, geom, taps) / scale[_windows(geom, taps)], power)
         for plan, tap in zip(geom.plans, taps, strict=True):
             term = _widen(xp, term, plan, tap, 0)
         sums = sums + term
-    norm = scale * xp.pow(sums, xp.asarray(1.0 / p, dtype=acc))
+    norm = scale * xp.pow(sums, _scalar(xp, 1.0 / p, acc, sums))
     redo = lost & xp.isfinite(scale) & (scale > 0)
     return xp.where(redo, norm, result)
 

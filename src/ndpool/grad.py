@@ -49,6 +49,7 @@ from ._core import (
 from ._geometry import AxisPlan, Geometry
 from ._threads import get_num_threads, share
 from ._xp import _const as xp_const
+from ._xp import _device as xp_device
 from ._xp import (
     host_dtype,
     namespace,
@@ -245,7 +246,7 @@ def _unpool_family(
 
     def gather(g: Array) -> Array:
         if plane == 0:  # nothing was unpooled (an empty output plane)
-            return xp.zeros(x.shape, dtype=g.dtype)  # type: ignore[no-any-return]
+            return _zeros(xp, x.shape, g.dtype, g)  # type: ignore[no-any-return]
         gt = xp.reshape(xp.permute_dims(g, order), (n_batch, plane))
         taken = xp.take_along_axis(gt, it, axis=1)
         shaped = xp.reshape(taken, tuple(x.shape[i] for i in order))
@@ -282,7 +283,7 @@ def _pool_family(
         xp = _ns(x)
 
         def grad(g: Array) -> Array:  # rounded to integers: piecewise constant
-            return xp.zeros(x.shape, dtype=g.dtype)  # type: ignore[no-any-return]
+            return _zeros(xp, x.shape, g.dtype, g)  # type: ignore[no-any-return]
 
     return out, _pullback(x, values.shape, grad)
 
@@ -454,6 +455,13 @@ def _ns(x: Any) -> Any:
     return np if xp is None else xp
 
 
+def _zeros(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+    """Zeros on ``like``'s device (a gradient that is zero everywhere)."""
+    if xp is np:
+        return np.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=xp_device(like))
+
+
 def _astype(xp: Any, a: Any, dtype: Any) -> Any:
     return a.astype(dtype, copy=False) if xp is np else xp.astype(a, dtype)
 
@@ -571,7 +579,7 @@ def _spread(x: Array, geom: Geometry, red: Reduction) -> GradFn:
     if math.prod(geom.out_shape) == 0:  # no window: no divisor to work out
 
         def nothing(g: Array) -> Array:
-            return xp.zeros(x.shape, dtype=acc)  # type: ignore[no-any-return]
+            return _zeros(xp, x.shape, acc, g)  # type: ignore[no-any-return]
 
         return nothing
     nan_mask = xp.isnan(x) if red.nan_omit else None
