@@ -362,6 +362,14 @@ def _torch_named_calls(nd: int) -> list[tuple[str, Callable[..., Any]]]:
         out, idx = mx(x, 2, 2, return_indices=True, data_format=df)
         return unp(out, idx, 2, 2, data_format=df)
 
+    def unpool_to(x: Any, df: str) -> Any:
+        """Back to ``x``'s size, given as PyTorch takes it: the whole
+        batched shape (in the input's layout), or the spatial sizes."""
+        out, idx = mx(x, 2, 2, return_indices=True, data_format=df)
+        whole = x.ndim == nd + 2
+        spatial = x.shape[-nd:] if df == "channels_first" else x.shape[-nd - 1 : -1]
+        return unp(out, idx, 2, 2, 0, x.shape if whole else spatial, data_format=df)
+
     calls: list[tuple[str, Callable[..., Any]]] = [
         ("max", lambda x, df: mx(x, 3, 2, 1, 1, True, True, data_format=df)),
         ("max_same", lambda x, df: mx(x, 2, 1, "same", data_format=df)),
@@ -371,6 +379,7 @@ def _torch_named_calls(nd: int) -> list[tuple[str, Callable[..., Any]]]:
         ("adaptive_max", lambda x, df: amx(x, 3, True, data_format=df)),
         ("adaptive_avg", lambda x, df: aav(x, 3, data_format=df)),
         ("unpool", unpool),
+        ("unpool_to", unpool_to),
         ("global_max", lambda x, df: ndpool.global_max_pool(x, data_format=df)),
         (
             "global_avg_keep",

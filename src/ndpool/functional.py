@@ -820,7 +820,8 @@ def _max_unpool(
     if output_size is None:
         sizes = default
     else:
-        sizes = _unpool_size(output_size, default, strides, arr.ndim, nd)
+        last = data_format == "channels_last"
+        sizes = _unpool_size(output_size, default, strides, nd, last)
     batch = [arr.shape[i] for i in range(arr.ndim) if i not in axes]
     check_output_size(
         [*batch, *sizes],
@@ -844,10 +845,13 @@ def _unpool_size(
     output_size: Sequence[int],
     default: tuple[int, ...],
     strides: tuple[int, ...],
-    ndim: int,
     nd: int,
+    channels_last: bool,
 ) -> tuple[int, ...]:
-    """PyTorch's _unpool_output_size check of an explicit output_size."""
+    """PyTorch's _unpool_output_size check of an explicit output_size.
+
+    Of ``nd + 2`` sizes (a whole batched shape, as PyTorch takes), the
+    spatial ones: after N and C, or between N and C channels last."""
     if isinstance(output_size, (int, np.integer)) or not isinstance(
         output_size, Sequence
     ):
@@ -855,7 +859,7 @@ def _unpool_size(
         raise TypeError(msg)
     sizes = tuple(output_size)
     if len(sizes) == nd + 2:
-        sizes = sizes[2:]
+        sizes = sizes[1:-1] if channels_last else sizes[2:]
     if len(sizes) != nd:
         msg = (
             f"output_size should be a sequence containing {nd} or {nd + 2} "
@@ -905,7 +909,10 @@ def max_unpool2d(
 
     Default output length ``(L - 1) * stride - 2 * padding + kernel_size``;
     an explicit ``output_size`` (``nd`` or ``nd + 2`` entries) must be
-    within ``stride`` of it. Non-maximal cells are zero.
+    within ``stride`` of it. Non-maximal cells are zero. Of ``nd + 2``
+    entries (a whole batched shape, such as the pooled input's) the spatial
+    ones are read: after N and C, or between them with
+    ``data_format="channels_last"``.
     """
     return _max_unpool(
         2, input, indices, kernel_size, stride, padding, output_size, data_format
