@@ -397,8 +397,12 @@ def test_unpool_vjp_gathers(backend: Any) -> None:
     res, pull = ndpool.vjp(F.max_unpool2d, out, idx, 2)
     g = np.random.default_rng(3).standard_normal(res.shape)
     t = to(out)
-    _, tpull = ndpool.vjp(F.max_unpool2d, t, to(idx), 2)
-    _same(tpull(to(g)), pull(g), t, exact=True)
+    for indices in (to(idx), idx):  # NumPy indices too, as the forward takes
+        _, tpull = ndpool.vjp(F.max_unpool2d, t, indices, 2)
+        _same(tpull(to(g)), pull(g), t, exact=True)
+        layer = ndpool.nn.MaxUnpool2d(2)
+        _same(layer(t, indices), res, t, exact=True)
+        _same(layer.backward(to(g)), pull(g), t, exact=True)
 
 
 def test_layers_on_tensors(backend: Any) -> None:

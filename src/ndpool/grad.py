@@ -235,7 +235,10 @@ def _unpool_family(
     out = fn(*bound.args, **bound.kwargs)
     xp = _ns(x)
     axes = spatial_axes(x.ndim, nd, a["data_format"])
-    idx = a["indices"] if xp is not np else np.asarray(a["indices"])
+    if xp is np:
+        idx = np.asarray(a["indices"])
+    else:  # NumPy indices beside a tensor, as the forward takes them
+        idx = to_library(xp, a["indices"], x, f"max_unpool{nd}d: indices")
     batch = [i for i in range(x.ndim) if i not in axes]
     order = (*batch, *axes)
     inverse = tuple(int(i) for i in np.argsort(order))
