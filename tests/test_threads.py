@@ -202,6 +202,21 @@ def test_invalid_count(bad: int) -> None:
     assert ndpool.get_num_threads() == before
 
 
+@pytest.mark.parametrize("bad", [True, np.True_, 2.0, np.float64(2), "2", None])
+def test_a_count_that_is_not_an_int_is_refused(bad: Any) -> None:
+    with pytest.raises(TypeError, match="n must be a positive int"):
+        ndpool.set_num_threads(bad)
+
+
+def test_a_numpy_integer_count_is_taken() -> None:
+    """As ``torch.set_num_threads`` takes it; kept as a Python int."""
+    with ndpool.set_num_threads(np.int64(3)):
+        assert ndpool.get_num_threads() == 3
+        assert type(ndpool.get_num_threads()) is int
+    with pytest.raises(ValueError, match="n=0"):
+        ndpool.set_num_threads(np.uint8(0))
+
+
 def _run(code: str, env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("NDPOOL_NUM_THREADS", None)

@@ -14,12 +14,13 @@ in parallel; results never depend on the count.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
-from typing import TypeVar
+from typing import SupportsIndex, TypeVar
 
 __all__ = ["executor", "get_num_threads", "set_num_threads", "share"]
 
@@ -35,13 +36,18 @@ _sharing = threading.local()  # .active: this thread is running a share's work
 
 
 def _check(n: object, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
+    """``n`` as an int (a NumPy integer too, not a bool), at least 1."""
+    try:
+        value = operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        value = None
+    if value is None or isinstance(n, bool):
         msg = f"{name} must be a positive int, got {n!r} of type {type(n).__name__}"
         raise TypeError(msg)
-    if n < 1:
-        msg = f"{name}={n} must be a positive int (1 = single-threaded)"
+    if value < 1:
+        msg = f"{name}={value} must be a positive int (1 = single-threaded)"
         raise ValueError(msg)
-    return n
+    return value
 
 
 def _available_cores() -> int:
@@ -86,7 +92,8 @@ class set_num_threads:
     Parameters
     ----------
     n : int
-        Threads to use (``1``: single-threaded), at least 1.
+        Threads to use (``1``: single-threaded), at least 1; a NumPy
+        integer too (not a bool).
 
     Examples
     --------
@@ -99,7 +106,7 @@ class set_num_threads:
     True
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: SupportsIndex) -> None:
         global _requested
         value = _check(n, "n")
         self._previous = _requested

@@ -448,9 +448,11 @@ def pool(
     count_include_pad : bool
         Whether padded cells count in the divisor of ``op="avg"``.
     divisor_override : int, optional
-        Divide window sums by this instead (``op="avg"``).
+        Divide window sums by this instead (``op="avg"``; the other ops
+        ignore it, so one call can sweep ``op``).
     norm_type : float
-        ``p`` of ``op="lp"`` (``inf`` gives the max of ``|x|``).
+        ``p`` of ``op="lp"`` (``inf`` gives the max of ``|x|``; the other
+        ops ignore it).
     return_indices : bool
         With ``op="max"``/``"min"``, also return int64 indices, row-major
         flat over the pooled axes taken in ascending order.
