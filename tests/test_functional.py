@@ -510,6 +510,33 @@ def test_adaptive_pool(
     assert_close(av(x, output_size), tav(t(x), output_size))
 
 
+@pytest.mark.parametrize(
+    "output_size",
+    [
+        np.array([2, 3]),
+        np.array([2, 3], np.uint8),
+        np.array([2.0, 3.0]),  # float entries: refused by both
+        np.array([[2, 3]]),  # not 1-d: refused by both
+        np.array(2),
+    ],
+    ids=["int64", "uint8", "float", "2-d", "0-d"],
+)
+def test_adaptive_output_size_as_a_numpy_array(output_size: Any) -> None:
+    """PyTorch takes any sequence of ints, a 1-d NumPy array too."""
+    x = normal((1, 2, 7, 6))
+    try:
+        want = TF.adaptive_avg_pool2d(t(x), output_size)
+    except TypeError:
+        with pytest.raises(TypeError, match="output_size"):
+            F.adaptive_avg_pool2d(x, output_size)
+        return
+    assert_close(F.adaptive_avg_pool2d(x, output_size), want)
+    out, idx = F.adaptive_max_pool2d(x, output_size, True)
+    want, want_idx = TF.adaptive_max_pool2d(t(x), output_size, True)
+    assert_exact(out, want)
+    assert_exact(idx, want_idx)
+
+
 def _bits(a: Any) -> Any:
     """``a``'s bits, the sign of a zero included; every NaN as one NaN
     (which NaN an operation on two of them gives, and the sign of inf -

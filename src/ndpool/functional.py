@@ -455,8 +455,14 @@ def _output_size(
     items: tuple[object, ...]
     if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
         items = (int(output_size),) * nd
-    elif isinstance(output_size, Sequence) and not isinstance(output_size, str):
-        items = tuple(output_size)
+    elif (isinstance(output_size, Sequence) and not isinstance(output_size, str)) or (
+        isinstance(output_size, np.ndarray) and output_size.ndim == 1
+    ):
+        # a 1-d NumPy array too, as PyTorch takes any sequence: its entries
+        # as Python scalars (a float array's are then refused below)
+        items = tuple(
+            output_size.tolist() if isinstance(output_size, np.ndarray) else output_size
+        )
         if len(items) != nd:
             msg = (
                 f"{name}: output_size must be an int or have {nd} entries, "
