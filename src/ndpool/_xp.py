@@ -107,9 +107,12 @@ def np_dtype(xp: Any, dtype: Any) -> np.dtype[Any]:
     for name in _NAMES:
         if getattr(xp, name, None) == dtype:
             return np.dtype(name)
+    hint = (
+        " (bfloat16 to float32 keeps every value)" if "bfloat16" in str(dtype) else ""
+    )
     msg = (
-        f"input has dtype {dtype}, which ndpool cannot pool: use a bool, integer "
-        "or floating dtype"
+        f"input has dtype {dtype}, which ndpool cannot pool: it pools the dtypes "
+        f"NumPy has ({', '.join(_NAMES)}); cast it to one first{hint}"
     )
     raise TypeError(msg)
 
