@@ -121,6 +121,12 @@ def vjp(
     for averages; the window norms (one float per output element) for Lp.
     With ``nan_policy="omit"`` NaN cells get a zero gradient.
 
+    The pullback reads ``x`` and the indices it routes by (the very
+    array returned with ``return_indices=True``) when it runs, without
+    copying them: change either in place first and the gradient follows
+    the change (PyTorch raises for a saved tensor changed in place).
+    Copy before changing.
+
     Examples
     --------
     >>> import numpy as np, ndpool
