@@ -120,22 +120,49 @@ def expected(pixels: np.ndarray, op: str, **kw: Any) -> np.ndarray:
     return out
 
 
-def write_png16_rgb(path: Path, pixels: np.ndarray) -> None:
-    """Write a 16-bit-per-channel RGB PNG by hand (Pillow cannot)."""
-    h, w, _ = pixels.shape
-    rows = b"".join(b"\0" + pixels[i].astype(">u2").tobytes() for i in range(h))
+def write_png(
+    path: Path, rows: list[bytes], width: int, depth: int, colour: int, key: bytes = b""
+) -> None:
+    """Write a PNG by hand (Pillow writes neither 16-bit colour nor 2- or
+    4-bit gray): unfiltered ``rows`` of packed samples, bit ``depth``,
+    colour type ``colour`` (0 gray, 2 RGB), and a tRNS ``key`` if given."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, len(rows), depth, colour, 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
+        + (chunk(b"tRNS", key) if key else b"")
+        + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows)))
         + chunk(b"IEND", b"")
     )
+
+
+def write_png16_rgb(path: Path, pixels: np.ndarray, key: bytes = b"") -> None:
+    """Write a 16-bit-per-channel RGB PNG by hand (Pillow cannot)."""
+    h, w, _ = pixels.shape
+    write_png(
+        path, [pixels[i].astype(">u2").tobytes() for i in range(h)], w, 16, 2, key
+    )
+
+
+def write_png_gray(path: Path, pixels: np.ndarray, depth: int, key: int) -> None:
+    """Write gray ``pixels`` of 1, 2 or 4 bits by hand, with colour key ``key``."""
+    per = 8 // depth
+    rows = []
+    for row in pixels.tolist():
+        row += [0] * (-len(row) % per)  # the last byte's unused samples
+        packed = [row[i : i + per] for i in range(0, len(row), per)]
+        rows.append(
+            bytes(
+                sum(v << (8 - depth * (j + 1)) for j, v in enumerate(group))
+                for group in packed
+            )
+        )
+    write_png(path, rows, pixels.shape[1], depth, 0, struct.pack(">H", key))
 
 
 # --------------------------------------------------------------- isolation
@@ -354,6 +381,59 @@ def test_a_transparent_colour_becomes_alpha_or_is_said_dropped(
         assert 0 < np.count_nonzero(alpha == 0) < alpha.size
         want = expected(decode(pil, src, target), "max", kernel_size=2, axes=(0, 1))
     np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_a_colour_key_on_low_bit_gray_is_on_the_pixels_scale(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], depth: int
+) -> None:
+    """Pillow widens 2- and 4-bit gray to 0..255 but not their key: ndpool
+    widens the key too, so the keyed pixels become transparent."""
+    top = 2**depth - 1
+    pixels = np.random.default_rng(depth).integers(0, top + 1, (6, 9))
+    pixels[0, 0] = top  # the key is there at least
+    src = tmp_path / "in.png"
+    write_png_gray(src, pixels, depth, top)
+    argv = ["image", str(src), "-o", str(tmp_path / "o.png"), "--op", "min"]
+    code, out, err = run(argv, capsys)  # min: a window with a keyed pixel is 0
+    assert (code, err) == (0, ""), err
+    assert "the key as alpha" in out
+    gray = (pixels * (255 // top)).astype(np.uint8)
+    alpha = np.where(pixels == top, 0, 255).astype(np.uint8)
+    want = expected(np.stack([gray, alpha], -1), "min", kernel_size=2, axes=(0, 1))
+    assert 0 < np.count_nonzero(want[..., 1] == 0) < want[..., 1].size
+    np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
+def test_a_colour_key_on_sixteen_bit_colour_is_dropped(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pillow reads 16-bit colour at 8 bits and its key at 16: no pixel
+    matches as it should, so the key is dropped, with a note."""
+    pixels = np.random.default_rng(3).integers(0, 65536, (6, 8, 3))
+    key = struct.pack(">3H", *pixels[0, 0].tolist())
+    src = tmp_path / "in.png"
+    write_png16_rgb(src, pixels, key)
+    code, out, err = run(["image", str(src), "-o", str(tmp_path / "o.png")], capsys)
+    assert (code, err) == (0, ""), err
+    assert "dropped the transparent colour (a colour key)" in out
+    with pil.open(tmp_path / "o.png") as im:
+        assert im.mode == "RGB"
+    want = expected(decode(pil, src), "max", kernel_size=2, axes=(0, 1))
+    np.testing.assert_array_equal(decode(pil, tmp_path / "o.png"), want)
+
+
+def test_alpha_from_a_colour_key_to_a_format_without_alpha(
+    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal says where the alpha came from: the input had none."""
+    src = tmp_path / "in.png"
+    to_image(pil, make_pixels("L", (6, 8)), "L").save(src, transparency=0)
+    before = files(tmp_path)
+    code, out, err = run(["image", str(src), "-o", str(tmp_path / "o.jpg")], capsys)
+    assert_one_line_error(code, err, "(the alpha is the input's transparent colour)")
+    assert out == ""
+    assert files(tmp_path) == before
 
 
 def test_gif_frames_and_jpeg_input(

@@ -146,6 +146,9 @@ class Picture:
         Things the user should know (a palette converted, a frame dropped).
     info : dict
         Pillow save options carried over (``icc_profile``).
+    alpha_from : str
+        What the alpha channel was made from, when the input had none (a
+        colour key, a palette's transparency); empty otherwise.
     """
 
     pixels: Pixels
@@ -153,6 +156,7 @@ class Picture:
     name: str
     notes: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    alpha_from: str = ""
 
     def describe(self, pixels: Pixels | None = None) -> str:
         """Return ``"512x512 RGB"``-style text for ``pixels`` (default own)."""
@@ -469,7 +473,10 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
     ):
         mode = "PA"
     convert = None
-    keyed = "transparency" in im.info and mode in _KEYED
+    # a 16-bit key does not match pixels Pillow reads at 8 bits
+    keyed = "transparency" in im.info and mode in _KEYED and not deep
+    if keyed and mode == "L":
+        _scale_gray_key(im, rawmodes)
     if mode in _CONVERT_WHY:  # pooling palette indices would be meaningless
         convert = _CONVERT[mode]
         notes.append(
@@ -482,10 +489,12 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
             f"written as {convert}, the key as alpha"
         )
     elif "transparency" in im.info and mode != "PA":
-        notes.append(
-            f"dropped the transparent colour (a colour key) of {path}: "
-            f"ndpool image writes no {mode} image with alpha"
+        why = (
+            "Pillow reads its 16-bit pixels at 8 bits, the key at 16"
+            if deep and mode in _KEYED
+            else f"ndpool image writes no {mode} image with alpha"
         )
+        notes.append(f"dropped the transparent colour (a colour key) of {path}: {why}")
     if keyed:
         target = _KEYED[mode]
     elif (mode == "I" and signed) or signed8 or unsigned32:
@@ -521,7 +530,25 @@ def _decode(im: PILImage.Image, path: str) -> Picture:
         )
         raise ImageCLIError(msg)
     info = {"icc_profile": im.info["icc_profile"]} if "icc_profile" in im.info else {}
-    return Picture(pixels, target, Path(path).name, tuple(notes), info)
+    alpha_from = (
+        "the input's transparent colour"
+        if keyed
+        else "the palette's transparency"
+        if mode == "PA"
+        else ""
+    )
+    return Picture(pixels, target, Path(path).name, tuple(notes), info, alpha_from)
+
+
+def _scale_gray_key(im: PILImage.Image, rawmodes: list[str]) -> None:
+    """Put the colour key of 1, 2 or 4-bit gray on its pixels' scale:
+    Pillow widens those pixels to 0..255 (times 255, 85 or 17) but keeps
+    the key as the file gives it (Pillow 13)."""
+    bits = {int(m[1]) for r in rawmodes if (m := re.fullmatch(r"L;([124])", r))}
+    key = im.info["transparency"]
+    if len(bits) == 1 and isinstance(key, int):
+        (b,) = bits
+        im.info["transparency"] = key * (255 // (2**b - 1))
 
 
 #: EXIF orientation -> (what ``ImageOps.exif_transpose`` does, as a NumPy
@@ -825,8 +852,9 @@ def _check_dimensions(pooled: Pixels, fmt: str, path: str) -> None:
         raise ImageCLIError(msg)
 
 
-def _check_writable(picture_mode: str, path: str) -> None:
-    """Refuse a format that would not keep the mode, the bits or the alpha."""
+def _check_writable(picture_mode: str, path: str, alpha_from: str = "") -> None:
+    """Refuse a format that would not keep the mode, the bits or the alpha
+    (``alpha_from``: what an alpha made on reading was made from)."""
     ext = _extension(path)
     fmt, modes = _OUTPUT_FORMATS[ext]
     if picture_mode in modes:
@@ -837,6 +865,8 @@ def _check_writable(picture_mode: str, path: str) -> None:
         why = f"{shown} would lose bits"
     elif picture_mode in ("LA", "RGBA") and not {"LA", "RGBA"} & set(modes):
         why = f"{shown} has no alpha channel"
+        if alpha_from:
+            why += f" (the alpha is {alpha_from})"
     else:
         plural = "s" if len(modes) > 1 else ""
         why = f"{ext} writes only mode{plural} {', '.join(modes)}"
@@ -1327,7 +1357,7 @@ def run_image_job(job: ImageJob) -> list[str]:
     output = job.output or _default_output(job, picture.name, picture.mode)
     _check_target(output, job.force, "output")
     fmt = _image_format(output)
-    _check_writable(picture.mode, output)
+    _check_writable(picture.mode, output, picture.alpha_from)
     for other, what in ((job.input, "input"), (job.compare, "figure")):
         if other is not None and _same_file(output, other):
             msg = f"output {output!r} is the same file as the {what}"
