@@ -1417,10 +1417,20 @@ def test_fifo_without_a_writer_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+@pytest.mark.parametrize("in_memory", [True, False])
 def test_pipe_with_a_writer_is_read(
-    pil: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pil: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    in_memory: bool,
 ) -> None:
-    """``ndpool image <(cat in.png)`` reads /dev/fd/N, a pipe with a writer."""
+    """``ndpool image <(cat in.png)`` reads /dev/fd/N, a pipe with a writer,
+    copied in memory or, past ``_SPOOL_BYTES``, to a temporary file."""
+    from ndpool import _imageio
+
+    if not in_memory:
+        monkeypatch.setattr(_imageio, "_SPOOL_BYTES", 1000)
     src = tmp_path / "in.png"
     pixels = make_pixels("RGB", (300, 200))  # more than a pipe buffer holds
     to_image(pil, pixels, "RGB").save(src, compress_level=0)

@@ -29,12 +29,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import io
 import os
 import re
 import secrets
 import stat
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -298,34 +298,45 @@ def _open_input(path: str) -> IO[bytes]:
     if not stat.S_ISREG(info.st_mode) and fh.seekable():  # /dev/zero and such
         return fh
     with fh:  # Pillow needs to seek: it would read a pipe whole anyway
-        data = _read_up_to(fh, PIPE_BYTES, path)
-    if not data:
+        copy, size = _read_up_to(fh, PIPE_BYTES, path)
+    if not size:
+        copy.close()
         where = "" if stat.S_ISREG(info.st_mode) else " (a pipe with no writer?)"
         msg = f"input {path!r} is empty{where}: not an image"
         raise ImageCLIError(msg)
-    return io.BytesIO(data)
+    return copy
 
 
 #: the most a pipe may give: more than any one image under Pillow's
 #: decompression-bomb limit takes uncompressed (89.5 megapixels of 8 bytes)
 PIPE_BYTES = 1 << 30
+#: a pipe's copy stays in memory up to this size, then goes to a temporary file
+_SPOOL_BYTES = 1 << 26
 _CHUNK = 1 << 20
 
 
-def _read_up_to(fh: IO[bytes], limit: int, path: str) -> bytes:
-    """All of ``fh``, refused past ``limit`` bytes (a pipe that never
-    ends), read a chunk at a time (``read(limit)`` would allocate it all)."""
-    chunks, size = [], 0
-    while chunk := fh.read(min(_CHUNK, limit + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            msg = (
-                f"input {path!r} gives more than {limit:,} bytes: ndpool image "
-                "reads a pipe into memory, up to that; save it to a file first"
-            )
-            raise ImageCLIError(msg)
-    return b"".join(chunks)
+def _read_up_to(fh: IO[bytes], limit: int, path: str) -> tuple[IO[bytes], int]:
+    """A seekable copy of all of ``fh`` (in memory while small, else in a
+    temporary file that goes when closed) and its size; refused past
+    ``limit`` bytes (a pipe that never ends). Read a chunk at a time:
+    ``read(limit)`` would allocate it all."""
+    copy = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (returned open)
+    size = 0
+    try:
+        while chunk := fh.read(min(_CHUNK, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                msg = (
+                    f"input {path!r} gives more than {limit:,} bytes: ndpool "
+                    "image reads a pipe up to that; save it to a file first"
+                )
+                raise ImageCLIError(msg)
+            copy.write(chunk)
+    except BaseException:
+        copy.close()
+        raise
+    copy.seek(0)
+    return copy, size
 
 
 def read_image(path: str) -> Picture:
