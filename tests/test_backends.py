@@ -268,6 +268,56 @@ def test_array_api_compat_absent_gives_clear_error(
         F.max_pool2d(torch.zeros(1, 4, 4), 2)
 
 
+WINDOW_BY_WINDOW = [  # windows outnumbered by their cells: the per-window path
+    ("global_max", lambda a: ndpool.global_max_pool(a)),
+    ("global_max omit", lambda a: ndpool.global_max_pool(a, nan_policy="omit")),
+    ("adaptive_max indices", lambda a: F.adaptive_max_pool2d(a, 1, True)),
+    ("max k64 indices", lambda a: F.max_pool2d(a, 64, return_indices=True)),
+    (
+        "min omit indices",
+        lambda a: ndpool.pool(
+            a, (64, 64), op="min", nan_policy="omit", return_indices=True
+        ),
+    ),
+    ("lp inf", lambda a: ndpool.global_lp_pool(a, float("inf"))),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), WINDOW_BY_WINDOW)
+def test_window_by_window_on_another_device(name: str, call: Any) -> None:
+    """Max and min window by window make their NaN and fill constants on
+    the input's device."""
+    _, to = _strict_device()
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64))
+    x[0, 0, 3, 5] = np.nan
+    t = to(x)
+    _same(call(t), call(x), t, exact=True)
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs", "shape"),
+    [
+        (ndpool.pool, ((2, 2),), {"op": "avg", "dtype": np.int32}, (2, 3, 6, 6)),
+        (ndpool.pool, ((2, 2),), {"op": "max", "dtype": np.int32}, (2, 3, 6, 6)),
+        (F.avg_pool2d, (2,), {}, (0, 3, 6, 6)),
+        (F.lp_pool2d, (2.0, 2), {}, (0, 3, 6, 6)),
+    ],
+    ids=["avg to int32", "max to int32", "avg of no plane", "lp of no plane"],
+)
+def test_zero_gradients_on_another_device(
+    fn: Any, args: Any, kwargs: Any, shape: tuple[int, ...]
+) -> None:
+    """A gradient that is zero everywhere (an integer output, an empty
+    batch) is made on the input's device."""
+    _, to = _strict_device()
+    x = np.random.default_rng(1).standard_normal(shape)
+    out, pull = ndpool.vjp(fn, x, *args, **kwargs)
+    t = to(x)
+    _, tpull = ndpool.vjp(fn, t, *args, **kwargs)
+    g = np.ones(out.shape, dtype=out.dtype)
+    _same(tpull(to(g)), pull(g), t, exact=True)
+
+
 def test_unsupported_dtype_names_it() -> None:
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="complex") as complex_error:
