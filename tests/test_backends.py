@@ -322,7 +322,7 @@ def test_unsupported_dtype_names_it() -> None:
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="complex") as complex_error:
         F.max_pool2d(torch.zeros(1, 4, 4, dtype=torch.complex64), 2)
-    assert "float32, float64); cast it to one first" in str(complex_error.value)
+    assert "float32, float64; cast it to one of those first" in str(complex_error.value)
     assert "bfloat16" not in str(complex_error.value)
     with pytest.raises(TypeError, match="bfloat16 to float32 keeps every value"):
         F.max_pool2d(torch.zeros(1, 4, 4, dtype=torch.bfloat16), 2)

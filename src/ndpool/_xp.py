@@ -111,8 +111,8 @@ def np_dtype(xp: Any, dtype: Any) -> np.dtype[Any]:
         " (bfloat16 to float32 keeps every value)" if "bfloat16" in str(dtype) else ""
     )
     msg = (
-        f"input has dtype {dtype}, which ndpool cannot pool: it pools the dtypes "
-        f"NumPy has ({', '.join(_NAMES)}); cast it to one first{hint}"
+        f"input has dtype {dtype}, which ndpool cannot pool: it pools "
+        f"{', '.join(_NAMES)}; cast it to one of those first{hint}"
     )
     raise TypeError(msg)
 
