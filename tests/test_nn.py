@@ -145,6 +145,43 @@ def test_backward_before_call() -> None:
         nn.MaxPool2d(2).backward(np.zeros((1, 1, 1, 1)))
 
 
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_a_called_layer_pickles_and_copies(
+    case: tuple[str, tuple[Any, ...], dict[str, Any]],
+) -> None:
+    """As torch.nn's layers do: the copy keeps the arguments, not the last
+    call's pullback (a closure), so it needs a call before ``backward``."""
+    import copy
+    import pickle
+
+    name, args, kwargs = case
+    layer = getattr(nn, name)(*args, **kwargs)
+    rank = RANK[name[-2:]]
+    x = np.random.default_rng(0).standard_normal((2, 3, *(9,) * rank))
+    out = layer(x)
+    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+        assert repr(clone) == repr(layer)
+        with pytest.raises(RuntimeError, match="forward call first"):
+            clone.backward(np.ones(np.shape(out[0] if isinstance(out, tuple) else out)))
+        if not name.startswith("Fractional"):  # fresh random windows each call
+            again = clone(x)
+            for a, b in zip(
+                again if isinstance(again, tuple) else (again,),
+                out if isinstance(out, tuple) else (out,),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_call_leaves_no_stale_gradient() -> None:
+    layer = nn.MaxPool2d(3)
+    layer(np.ones((1, 1, 6, 6)))
+    with pytest.raises(ValueError, match="kernel"):
+        layer(np.ones((1, 1, 2, 2)))  # the kernel does not fit
+    with pytest.raises(RuntimeError, match="forward call first"):
+        layer.backward(np.ones((1, 1, 2, 2)))
+
+
 def test_import_without_torch() -> None:
     code = "import sys, ndpool.nn; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

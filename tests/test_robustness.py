@@ -386,10 +386,13 @@ def test_masks_are_refused_wherever_they_come() -> None:
     idx = np.ma.masked_array(np.array([[[0, 3]]]), mask=[[[0, 1]]])
     with pytest.raises(TypeError, match="max_unpool1d: indices is a masked array"):
         F.max_unpool1d(x[..., :2], idx, 2)
-    _, pullback = ndpool.vjp(F.max_pool1d, x, 2)
     g = np.ma.masked_array(np.ones((1, 1, 3)), mask=[[[1, 0, 0]]])
-    with pytest.raises(TypeError, match="grad_out is a masked array"):
-        pullback(g)
+    for source in (x, da.from_array(x, chunks=2)):  # the Dask pullback too
+        _, pullback = ndpool.vjp(F.max_pool1d, source, 2)
+        with pytest.raises(TypeError, match="grad_out is a masked array"):
+            pullback(g)
+        with pytest.raises(TypeError, match="grad_out is a Dask array of masked"):
+            pullback(da.from_array(g, chunks=2, asarray=False))
     samples = np.ma.masked_array(np.full((1, 1, 2), 0.5), mask=[[[1, 0]]])
     with pytest.raises(TypeError, match="_random_samples is a masked array"):
         F.fractional_max_pool2d(x[None], 1, output_size=1, _random_samples=samples)

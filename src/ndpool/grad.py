@@ -428,6 +428,7 @@ def _dask_pullback(
     """``_pullback``'s checks, for a lazy gradient of Dask input."""
 
     def pullback(grad_out: npt.ArrayLike) -> Array:
+        check_unmasked(grad_out, "pullback: grad_out")
         g: Any = grad_out if is_dask(grad_out) else np.asarray(grad_out)
         _check_grad_out(g, np.dtype(g.dtype).kind, out_shape)
         return grad(g)  # type: ignore[no-any-return]

@@ -6,6 +6,12 @@ with respect to the input of the last call (see :func:`ndpool.vjp`), so the
 layers drop into a NumPy-only network. Private ``_XxxPoolNd`` bases hold the
 constructor and ``extra_repr``; the public classes only name their function.
 
+A layer keeps the pullback of its last call only, so one layer called
+from two threads at once gives each the gradient of whichever call came
+last: give each thread its own layer. A call that fails leaves no
+pullback. Copies and pickles of a layer keep its arguments, not its last
+call: they need a forward call before ``backward``.
+
 Examples
 --------
 >>> import numpy as np
@@ -85,6 +91,7 @@ class _Pool:
         return self._run(input)
 
     def _run(self, input: npt.ArrayLike, *before: Any, **extra: Any) -> Any:
+        self._pullback = None  # a call that fails leaves no stale gradient
         args, kwargs = self._arguments()
         fn = type(self)._function
         x = as_array(input)
@@ -113,6 +120,14 @@ class _Pool:
             msg = f"{type(self).__name__}.backward() needs a forward call first"
             raise RuntimeError(msg)
         return self._pullback(grad_out)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The layer's arguments, without the last call's pullback (a
+        closure, which pickle cannot write): a copy or an unpickled layer
+        needs a forward call before ``backward``."""
+        state = dict(self.__dict__)
+        state.pop("_pullback", None)
+        return state
 
     def extra_repr(self) -> str:
         return ""
