@@ -140,6 +140,49 @@ def test_global(policy: str, fmt: str) -> None:
         _check(_lazy(fn, dx, nan_policy=policy, data_format=fmt), want, exact)
 
 
+def _most_chunks_a_task_reads(arr: Any) -> int:
+    graph = dict(arr.__dask_graph__())
+    return max(len(dask.core.get_dependencies(graph, k)) for k in graph)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0, -1.5, float("inf")])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+def test_global_norm_is_a_tree_of_norms(dtype: Any, p: float, policy: str) -> None:
+    """Whole-plane Lp norms: the norm of the chunks' norms, level by level
+    (the core's Lp at each), so no task reads more than a few chunks. A
+    window of only NaN, a chunk along a pooled axis with no cell, zeros
+    (p < 0) and sums past the float range (the core rescales them)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 7, 7)) * 3
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[0, 0] = np.nan
+        x[1, 1, :3] = 0.0
+        x[1, 2] *= 1e15 if dtype != np.float16 else 1e3  # |x|**3 overflows
+    x = (x if np.dtype(dtype).kind == "f" else np.abs(x) % 100).astype(dtype)
+    tol = {np.float16: 2e-3, np.float32: 2e-6}.get(dtype, 1e-12)
+    for chunks in [(1, 2, 3, 2), ((1, 1), (3,), (0, 2, 5), (7,))]:
+        dx = da.from_array(x, chunks=chunks)
+        want = ndpool.global_lp_pool(x, p, nan_policy=policy)
+        got = _lazy(ndpool.global_lp_pool, dx, p, nan_policy=policy)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(
+            got.compute().astype(float), want.astype(float), rtol=tol, equal_nan=True
+        )
+    if np.dtype(dtype).kind == "f" and 0 < p < float("inf"):  # PyTorch's lp_pool
+        want = ndpool.lp_pool2d(np.abs(x), p, 7, nan_policy=policy)
+        dx = da.from_array(np.abs(x), chunks=2)
+        got = _lazy(ndpool.lp_pool2d, dx, p, 7, nan_policy=policy)
+        np.testing.assert_allclose(
+            got.compute().astype(float), want.astype(float), rtol=tol, equal_nan=True
+        )
+    big = da.ones((1, 1, 64, 64), chunks=8, dtype=dtype)  # 64 chunks a plane
+    assert _most_chunks_a_task_reads(ndpool.global_lp_pool(big, p)) <= 8
+    if 0 < p < float("inf") and np.dtype(dtype).kind == "f":
+        assert _most_chunks_a_task_reads(ndpool.lp_pool2d(big, p, 64)) <= 8
+
+
 def test_integer_and_unpool_paths() -> None:
     x = np.random.default_rng(7).integers(0, 256, size=(1, 3, 20, 14), dtype=np.uint8)
     dx = da.from_array(x, chunks=(1, 1, 6, 5))

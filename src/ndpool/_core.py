@@ -992,17 +992,7 @@ def _summed(
     omit = red.nan_omit and x.dtype.kind == "f"
     nan_mask = np.isnan(x) if omit else None
 
-    if red.op in ("lp", "torch_lp"):
-        p = red.norm_type
-        assert p is not None
-        base = x.astype(acc, copy=False)
-        if red.op == "lp":
-            terms = np.power(np.abs(base), acc.type(p))
-        else:  # PyTorch's pow, rounded at each step to the input dtype
-            half = x.dtype == np.float16
-            terms = _rounded(torch_pow(base, p, half=half), x.dtype)
-    else:
-        terms = x
+    terms = lp_terms(x, red, acc) if red.op in ("lp", "torch_lp") else x
     if nan_mask is not None:
         terms = np.where(nan_mask, 0, terms)
 
@@ -1028,14 +1018,8 @@ def _summed(
             _rescaled_norm(x, geom, p, omit, result, lost)
     elif red.op == "torch_lp":
         assert red.norm_type is not None
-        mean = total / geom.window_count(include_pad=True).astype(acc)
-        mean = _rounded(mean, x.dtype)
-        scaled = _rounded(
-            np.sign(mean) * np.maximum(np.abs(mean), 0) * acc.type(geom.kernel_volume),
-            x.dtype,
-        )
-        half = x.dtype == np.float16
-        result = torch_pow(scaled, 1.0 / red.norm_type, half=half)
+        count = geom.window_count(include_pad=True).astype(acc)
+        result = torch_lp_of_sums(total, count, geom.kernel_volume, x.dtype, red)
     else:  # avg
         uniform = None
         if nan_count is None:
@@ -1056,6 +1040,34 @@ def _summed(
         if np.any(empty):
             result = np.where(empty, acc.type(np.nan), result)
     return np.asarray(result)
+
+
+def lp_terms(x: Array, red: Reduction, acc: np.dtype[Any]) -> Array:
+    """What an Lp window sums, cell by cell: ``|x|**p`` (``op="lp"``), or
+    PyTorch's ``x**p`` rounded at each step to the input dtype."""
+    p = red.norm_type
+    assert p is not None
+    base = x.astype(acc, copy=False)
+    if red.op == "lp":
+        terms: Array = np.power(np.abs(base), acc.type(p))
+        return terms
+    return _rounded(torch_pow(base, p, half=x.dtype == np.float16), x.dtype)
+
+
+def torch_lp_of_sums(
+    total: Array, count: Any, volume: int, dtype: np.dtype[Any], red: Reduction
+) -> Array:
+    """PyTorch's lp_pool from its window sums of ``lp_terms``: the average
+    pool's mean times the kernel volume, to the power ``1/p``, rounded at
+    each step to the input ``dtype``."""
+    assert red.norm_type is not None
+    acc = total.dtype
+    mean = _rounded(total / count, dtype)
+    scaled = _rounded(
+        np.sign(mean) * np.maximum(np.abs(mean), 0) * acc.type(volume), dtype
+    )
+    result: Array = torch_pow(scaled, 1.0 / red.norm_type, half=dtype == np.float16)
+    return result
 
 
 def _rescaled_norm(

@@ -8,7 +8,10 @@ axis hold about one input chunk's worth of windows, so no pooled axis is
 collapsed into a single chunk.
 
 Windows that span a whole axis with no indices asked for (global pooling)
-use Dask's own tree reductions instead, so memory stays bounded there too.
+use tree reductions instead, so memory stays bounded there too: Dask's own
+for max, min, sums and averages; for p-norms the norm of the chunks' norms
+(the core's Lp at each level), and for PyTorch's lp_pool a tree sum of its
+terms.
 
 Gradients (``grad_dask``) are the mirror image: one task per input chunk,
 reading the gradients of the windows that touch the chunk (and their
@@ -339,12 +342,16 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
 
     from ._core import _acc_dtype
 
-    if red.op not in ("max", "min", "sum", "avg") or x.size == 0:
+    if red.op not in ("max", "min", "sum", "avg", "lp", "torch_lp") or x.size == 0:
         return None
     axes = geom.axes
     dtype = np.dtype(x.dtype)
     omit = red.nan_omit and dtype.kind == "f"
     out_dtype = _result_dtype(x, geom, red)
+    if red.op == "lp":
+        return _finish(_global_norm(x, axes, red), red, out_dtype)
+    if red.op == "torch_lp":
+        return _finish(_global_torch_lp(x, axes, red), red, out_dtype)
     if red.op in ("max", "min"):
         if omit:
             fn = da.nanmax if red.op == "max" else da.nanmin
@@ -367,17 +374,104 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     return _finish(total / divisor, red, out_dtype)
 
 
+def _global_norm(x: Any, axes: tuple[int, ...], red: Any) -> Any:
+    """Whole-axis p-norms as a tree of p-norms: the norm of the chunks'
+    norms is the norm of their cells (their ``|x|**p`` add up), so every
+    level is the core's own Lp, which rescales sums past the float range,
+    and ``nan_policy="omit"`` passes up the NaN of a chunk of only NaN."""
+    import dask.array as da
+
+    from ._core import _acc_dtype
+
+    acc = _acc_dtype(np.dtype(x.dtype), red.op)
+    step = _NormStep(red, acc)
+    return da.reduction(  # type: ignore[no-untyped-call]
+        x, step, step, combine=step, axis=axes, keepdims=True, dtype=acc,
+        concatenate=True, meta=np.empty((0,) * x.ndim, acc),
+    )  # fmt: skip
+
+
+class _NormStep:
+    """One level of ``_global_norm``: the core's Lp over ``axis`` (a chunk
+    with no cell there gives the norm of nothing, which changes no other)."""
+
+    def __init__(self, red: Any, acc: np.dtype[Any]) -> None:
+        self.red, self.acc = red, acc
+
+    def __call__(self, block: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
+        from ._core import pool_core
+        from ._geometry import regular_geometry
+
+        assert keepdims
+        shape = tuple(1 if a in axis else n for a, n in enumerate(block.shape))
+        if any(block.shape[a] == 0 for a in axis):
+            p, omit = self.red.norm_type, self.red.nan_omit
+            nothing = np.nan if omit else (0.0 if p > 0 else np.inf)
+            return np.full(shape, nothing, self.acc)
+        block = block.astype(self.acc, copy=False)  # float16 in float32
+        kernel = tuple(block.shape[a] for a in axis)
+        geom = regular_geometry(
+            block.shape, axis, kernel, kernel, ((0, 0),) * len(axis),
+            (1,) * len(axis), False,
+        )  # fmt: skip
+        out = pool_core(block, geom, replace(self.red, dtype=None))
+        assert not isinstance(out, tuple)
+        return out.astype(self.acc, copy=False)
+
+
+def _global_torch_lp(x: Any, axes: tuple[int, ...], red: Any) -> Any:
+    """Whole-axis ``lp_pool``: PyTorch's terms, their tree sum, then the
+    core's last steps on each sum (``_core.torch_lp_of_sums``)."""
+    import dask.array as da
+
+    from ._core import _acc_dtype, lp_terms, torch_lp_of_sums
+
+    dtype = np.dtype(x.dtype)
+    acc = _acc_dtype(dtype, red.op)
+    omit = red.nan_omit and dtype.kind == "f"
+    meta = np.empty((0,) * x.ndim, acc)
+
+    def terms(block: Array) -> Array:
+        with np.errstate(all="ignore"):
+            t = lp_terms(block, red, acc)
+            return np.where(np.isnan(block), 0, t) if omit else t
+
+    summed = x.map_blocks(terms, dtype=acc, meta=meta)
+    total = da.sum(summed, axis=axes, keepdims=True, dtype=acc)
+    volume = math.prod(x.shape[a] for a in axes)
+
+    def last_steps(t: Array) -> Array:
+        with np.errstate(all="ignore"):
+            return torch_lp_of_sums(t, acc.type(volume), volume, dtype, red)
+
+    result = total.map_blocks(last_steps, dtype=acc, meta=meta)
+    if omit:  # a window of only NaN is NaN
+        real = (~da.isnan(x)).sum(axis=axes, keepdims=True)
+        result = da.where(real == 0, np.nan, result)
+    return result
+
+
 def _finish(values: Any, red: Any, out_dtype: np.dtype[Any]) -> Any:
     """The core's last step on every block: ``_core._cast`` to ``red.dtype``
     (an integer one rounds to nearest and saturates), else to the dtype the
     core gives (a float keeps its own, as float16 sums in float32)."""
-    from ._core import _cast
-
     if values.dtype == out_dtype:
         return values
     return values.map_blocks(
-        _cast, out_dtype, dtype=out_dtype, meta=np.empty((0,) * values.ndim, out_dtype)
+        _quiet_cast,
+        out_dtype,
+        dtype=out_dtype,
+        meta=np.empty((0,) * values.ndim, out_dtype),
     )
+
+
+def _quiet_cast(values: Array, dtype: np.dtype[Any]) -> Array:
+    """``_core._cast`` with float errors ignored, as the core runs it: a
+    norm past float16's range is inf, not a warning."""
+    from ._core import _cast
+
+    with np.errstate(all="ignore"):
+        return _cast(values, dtype)
 
 
 def fractional_dask(
