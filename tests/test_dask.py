@@ -183,6 +183,59 @@ def test_global_norm_is_a_tree_of_norms(dtype: Any, p: float, policy: str) -> No
         assert _most_chunks_a_task_reads(ndpool.lp_pool2d(big, p, 64)) <= 8
 
 
+def _same_bits(got: Any, want: Any) -> None:
+    """Equal values and dtypes, zeros' signs included (NaN as one NaN)."""
+    assert got.dtype == want.dtype
+    if want.dtype.kind == "f":
+        got, want = (
+            np.where(np.isnan(a), np.nan, a).astype(a.dtype).view(f"u{a.itemsize}")
+            for a in (got, want)
+        )
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int32, np.bool_])
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_global_argmax_is_a_tree_of_winners(
+    dtype: Any, op: str, policy: str, fmt: str
+) -> None:
+    """Whole-plane max or min with indices: each chunk's winner, then the
+    winner of winners, bit for bit the core's (ties: the first; NaN: the
+    last; omitted NaN: the first best real value, or the first cell), with
+    no task reading more than a few chunks."""
+    rng = np.random.default_rng(12)
+    x = rng.integers(-2, 3, (2, 3, 7, 7)).astype(float)
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[0, 0] = np.nan  # all NaN
+        x[1, 1] = 0.0
+        x[1, 1, 2, 3] = x[1, 1, 5, 5] = -0.0  # zeros of both signs tie
+        x[1, 2, 3:] = np.nan
+        x[1, 2, :3] = -np.inf if op == "max" else np.inf
+    x = x.astype(dtype)
+    kw = {"op": op, "nan_policy": policy, "return_indices": True}
+    axes = (2, 3)
+    chunkings = [(1, 2, 3, 2), (1, 1, 1, 1), ((1, 1), (3,), (0, 2, 5), (7,))]
+    if fmt == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        axes = (1, 2)
+        chunkings = [(c[0], c[2], c[3], c[1]) for c in chunkings]
+    want = ndpool.pool(x, (7, 7), axes=axes, **kw)
+    for chunks in chunkings:
+        got = _lazy(
+            ndpool.pool, da.from_array(x, chunks=chunks), (7, 7), axes=axes, **kw
+        )
+        for g, w in zip(dask.compute(*got, scheduler="sync"), want, strict=True):
+            _same_bits(g, w)
+    big = da.ones((1, 1, 64, 64), chunks=8, dtype=dtype)  # 64 chunks a plane
+    _, indices = ndpool.adaptive_max_pool2d(big, 1, return_indices=True)
+    assert _most_chunks_a_task_reads(indices) <= 8
+    out, pullback = ndpool.vjp(ndpool.global_max_pool, big.astype(np.float32))
+    assert _most_chunks_a_task_reads(pullback(da.ones(out.shape))) <= 8
+
+
 def test_integer_and_unpool_paths() -> None:
     x = np.random.default_rng(7).integers(0, 256, size=(1, 3, 20, 14), dtype=np.uint8)
     dx = da.from_array(x, chunks=(1, 1, 6, 5))

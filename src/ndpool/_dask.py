@@ -7,11 +7,11 @@ computed at call time; peak memory is a few chunks. Blocks along a pooled
 axis hold about one input chunk's worth of windows, so no pooled axis is
 collapsed into a single chunk.
 
-Windows that span a whole axis with no indices asked for (global pooling)
-use tree reductions instead, so memory stays bounded there too: Dask's own
-for max, min, sums and averages; for p-norms the norm of the chunks' norms
-(the core's Lp at each level), and for PyTorch's lp_pool a tree sum of its
-terms.
+Windows that span a whole axis (global pooling) use tree reductions
+instead, so memory stays bounded there too: Dask's own for max, min, sums
+and averages; for p-norms the norm of the chunks' norms (the core's Lp at
+each level); for PyTorch's lp_pool a tree sum of its terms; for max and
+min with indices the winner of the chunks' winners.
 
 Gradients (``grad_dask``) are the mirror image: one task per input chunk,
 reading the gradients of the windows that touch the chunk (and their
@@ -156,10 +156,13 @@ def pool_dask(
     check_chunks(x)
     if any(p.per_plane for p in geom.plans):  # windows drawn plane by plane
         x = x.rechunk(dict.fromkeys(geom.axes, -1))
-    if not return_indices and geom.plans and all(p.full_axis for p in geom.plans):
-        reduced = _global_reduction(x, geom, red)
-        if reduced is not None:
-            return reduced
+    if geom.plans and all(p.full_axis for p in geom.plans) and x.size:
+        if not return_indices:
+            reduced = _global_reduction(x, geom, red)
+            if reduced is not None:
+                return reduced
+        elif red.op in ("max", "min"):
+            return _global_arg(x, geom, red)
 
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
@@ -372,6 +375,121 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     else:
         divisor = math.prod(x.shape[a] for a in axes)
     return _finish(total / divisor, red, out_dtype)
+
+
+def _global_arg(x: Any, geom: Geometry, red: Any) -> tuple[Any, Any]:
+    """Whole-axis max or min with indices as a tree: each chunk's winner
+    (the core's, its flat index made global), then the winner of the
+    winners by the core's rules. Row-major order within a chunk is the
+    order of the whole window, so "the first best" is the smallest flat
+    index among the best values, and "the last NaN" the largest among NaN."""
+    import dask.array as da
+
+    axes = geom.axes
+    dtype = np.dtype(x.dtype)
+    pair = np.dtype([("v", dtype), ("i", np.int64)])
+    plane = tuple(x.shape[a] for a in axes)
+    chunks = tuple((1,) * len(c) if a in axes else c for a, c in enumerate(x.chunks))
+    winners = x.map_blocks(
+        _chunk_winner, chunks=chunks, dtype=pair, meta=np.empty((0,) * x.ndim, pair),
+        axes=axes, plane=plane, red=replace(red, dtype=None),
+    )  # fmt: skip
+    best = _ArgStep(axes, red.op, red.nan_omit and dtype.kind == "f")
+    won = da.reduction(  # type: ignore[no-untyped-call]
+        winners, best, best, combine=best, axis=axes, keepdims=True, dtype=pair,
+        concatenate=True, meta=np.empty((0,) * x.ndim, pair),
+    )  # fmt: skip
+    meta = np.empty((0,) * x.ndim, dtype)
+    values = won.map_blocks(_field, "v", dtype=dtype, meta=meta)
+    indices = won.map_blocks(
+        _field, "i", dtype=np.int64, meta=np.empty((0,) * x.ndim, np.int64)
+    )
+    return _finish(values, red, _result_dtype(x, geom, red)), indices
+
+
+def _field(pairs: Array, name: str) -> Array:
+    return np.ascontiguousarray(pairs[name])
+
+
+def _chunk_winner(
+    block: Array,
+    axes: tuple[int, ...],
+    plane: tuple[int, ...],
+    red: Any,
+    block_info: Any = None,
+) -> Array:
+    """The core's winner of a chunk's cells, with its flat index over the
+    whole ``plane`` (row-major over ``axes``)."""
+    from ._core import _fill_value, pool_core
+    from ._geometry import regular_geometry
+
+    pair = np.dtype([("v", block.dtype), ("i", np.int64)])
+    kernel = tuple(block.shape[a] for a in axes)
+    if 0 in kernel:  # no cell: a winner that never wins (last of all ties)
+        shape = tuple(1 if a in axes else n for a, n in enumerate(block.shape))
+        pairs = np.empty(shape, pair)
+        omit = red.nan_omit and block.dtype.kind == "f"
+        pairs["v"] = _fill_value(block.dtype, red.op, omit)
+        pairs["i"] = np.iinfo(np.int64).max
+        return pairs
+    geom = regular_geometry(
+        block.shape, axes, kernel, kernel, ((0, 0),) * len(axes),
+        (1,) * len(axes), False,
+    )  # fmt: skip
+    out = pool_core(block, geom, red, return_indices=True)
+    assert isinstance(out, tuple)
+    values, local = out
+    where = block_info[0]["array-location"]
+    flat = np.zeros(local.shape, np.int64)
+    rest = local
+    for a, n in reversed(list(zip(axes, kernel, strict=True))):  # last axis first
+        rest, coord = np.divmod(rest, n)
+        flat_step = math.prod(plane[axes.index(a) + 1 :])
+        flat += (coord + where[a][0]) * flat_step
+    pairs = np.empty(values.shape, pair)
+    pairs["v"], pairs["i"] = values, flat
+    return pairs
+
+
+class _ArgStep:
+    """One level of ``_global_arg``: the winner among winners along ``axis``
+    (a NaN: the last one; omitted: the first best real value, or the first
+    cell where all are NaN; otherwise the first best value)."""
+
+    def __init__(self, axes: tuple[int, ...], op: str, omit: bool) -> None:
+        self.axes, self.op, self.omit = axes, op, omit
+
+    def __call__(self, pairs: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
+        assert keepdims
+        last = tuple(range(pairs.ndim - len(axis), pairs.ndim))
+        moved = np.moveaxis(pairs, axis, last)
+        rows = moved.reshape(*moved.shape[: -len(axis)], -1)
+        v, i = rows["v"], rows["i"]
+        nan = np.isnan(v) if v.dtype.kind == "f" else np.zeros(v.shape, bool)
+        real = ~nan
+        with np.errstate(invalid="ignore"):
+            if v.dtype.kind == "f":
+                worst = -np.inf if self.op == "max" else np.inf
+                best = (np.max if self.op == "max" else np.min)(
+                    np.where(real, v, worst), axis=-1, keepdims=True
+                )
+            else:
+                best = (np.max if self.op == "max" else np.min)(
+                    v, axis=-1, keepdims=True
+                )
+            top = np.iinfo(np.int64).max
+            first_best = np.where(real & (v == best), i, top).min(axis=-1)
+        if self.omit:
+            chosen = np.where(real.any(axis=-1), first_best, i.min(axis=-1))
+        else:
+            last_nan = np.where(nan, i, -1).max(axis=-1)
+            chosen = np.where(nan.any(axis=-1), last_nan, first_best)
+        at = np.argmax(i == chosen[..., None], axis=-1)[..., None]
+        won = np.take_along_axis(rows, at, axis=-1)  # (..., 1)
+        shape = list(pairs.shape)
+        for a in axis:
+            shape[a] = 1
+        return won.reshape(shape)
 
 
 def _global_norm(x: Any, axes: tuple[int, ...], red: Any) -> Any:
