@@ -438,7 +438,14 @@ def _chunk_winner(
     )  # fmt: skip
     out = pool_core(block, geom, red, return_indices=True)
     assert isinstance(out, tuple)
-    values, local = out
+    _, local = out
+    # the value at the index, whichever zero (or NaN) the core's fold kept:
+    # then no chunking changes the bits of the winner of winners
+    last = tuple(range(block.ndim - len(axes), block.ndim))
+    batch = [n for a, n in enumerate(block.shape) if a not in axes]
+    cells = np.moveaxis(block, axes, last).reshape(*batch, math.prod(kernel))
+    at = np.moveaxis(local, axes, last).reshape(*cells.shape[:-1], 1)
+    values = np.take_along_axis(cells, at, axis=-1).reshape(local.shape)
     where = block_info[0]["array-location"]
     flat = np.zeros(local.shape, np.int64)
     rest = local
@@ -463,7 +470,8 @@ class _ArgStep:
         assert keepdims
         last = tuple(range(pairs.ndim - len(axis), pairs.ndim))
         moved = np.moveaxis(pairs, axis, last)
-        rows = moved.reshape(*moved.shape[: -len(axis)], -1)
+        k = math.prod(moved.shape[-len(axis) :])  # a batch axis may be empty
+        rows = moved.reshape(*moved.shape[: -len(axis)], k)
         v, i = rows["v"], rows["i"]
         nan = np.isnan(v) if v.dtype.kind == "f" else np.zeros(v.shape, bool)
         real = ~nan
