@@ -129,9 +129,13 @@ def test_adaptive(size: Any) -> None:
 
 @pytest.mark.parametrize("policy", ["propagate", "omit"])
 @pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
-def test_global(policy: str, fmt: str) -> None:
+@pytest.mark.parametrize(
+    "chunks",
+    [(1, 2, 4, 2), ((1, 1), (0, 5), (2, 0, 4), (3,))],  # chunks of no cell too
+)
+def test_global(policy: str, fmt: str, chunks: Any) -> None:
     x = _data((2, 5, 6, 3), seed=6, nan=0.02)
-    dx = da.from_array(x, chunks=(1, 2, 4, 2))
+    dx = da.from_array(x, chunks=chunks)
     for fn, exact in [
         (ndpool.global_max_pool, True),
         (ndpool.global_avg_pool, False),

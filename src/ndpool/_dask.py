@@ -348,6 +348,8 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     if red.op not in ("max", "min", "sum", "avg", "lp", "torch_lp") or x.size == 0:
         return None
     axes = geom.axes
+    if any(0 in c for c in x.chunks):  # Dask's max and min refuse chunks of no cell
+        x = x.rechunk(tuple(tuple(n for n in c if n) for c in x.chunks))
     dtype = np.dtype(x.dtype)
     omit = red.nan_omit and dtype.kind == "f"
     out_dtype = _result_dtype(x, geom, red)
