@@ -675,20 +675,29 @@ def _torch_lp_parts(
         if red.nan_omit:
             terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
         mean: Any = pool_core(terms, geom, Reduction(op="avg"))
-        sign = signs(mean, xp)  # PyTorch: sign(NaN) = 0
-        relu = xp.maximum(abs(mean), xp.zeros_like(mean))
         kvol = float(geom.kernel_volume)
-        t = sign * relu * kvol
-        d_pow = (1.0 / p) * torch_pow(t, 1.0 / p - 1.0, xp, half=half)
         divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
     cell = lp_cell(base, red, xp, half=half)
 
     def window(g: Array) -> Array:
+        return torch_lp_window(g, mean, kvol, divisor, p, half, xp)
+
+    return window, cell
+
+
+def torch_lp_window(
+    g: Array, mean: Array, kvol: float, divisor: Any, p: float, half: bool, xp: Any
+) -> Array:
+    """PyTorch's lp_pool autograd from each window's ``mean`` of ``x**p``
+    to the gradient of its ``x**p`` (``_torch_lp_parts``)."""
+    with np.errstate(all="ignore"):
+        sign = signs(mean, xp)  # PyTorch: sign(NaN) = 0
+        relu = xp.maximum(abs(mean), xp.zeros_like(mean))
+        t = sign * relu * kvol
+        d_pow = (1.0 / p) * torch_pow(t, 1.0 / p - 1.0, xp, half=half)
         g_relu = (g * d_pow) * kvol * sign
         g_abs = xp.where(relu <= 0, xp.zeros_like(g_relu), g_relu)
         return g_abs * sign / divisor  # type: ignore[no-any-return]
-
-    return window, cell
 
 
 def _powers_overflow(norm: Array, red: Reduction, acc: np.dtype[Any], xp: Any) -> bool:
@@ -771,13 +780,20 @@ def _lp_parts(
         scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
 
     def window(g: Array) -> Array:
-        if p == 1:
-            return g
-        if p < 1:
-            return g * scale  # type: ignore[no-any-return]
-        return xp.where(norm == 0, xp.zeros_like(g), g / scale)  # type: ignore[no-any-return]
+        return lp_window(g, norm, scale, p, xp)
 
     return window, cell, norm
+
+
+def lp_window(g: Array, norm: Array, scale: Array, p: float, xp: Any) -> Array:
+    """The p-norm's window factor of the gradient (``scale``: ``norm`` to
+    the power ``1 - p`` below p = 1, ``p - 1`` above): an all-zero window
+    has none."""
+    if p == 1:
+        return g
+    if p < 1:
+        return g * scale
+    return xp.where(norm == 0, xp.zeros_like(g), g / scale)  # type: ignore[no-any-return]
 
 
 def lp_cell(base: Array, red: Reduction, xp: Any, *, half: bool = False) -> Array:
