@@ -1121,3 +1121,67 @@ def test_x_with_unknown_chunk_sizes_is_refused() -> None:
     ]:
         with pytest.raises(ValueError, match=r"vjp: x.*compute_chunk_sizes\(\)"):
             ndpool.vjp(fn, unknown, *args)
+
+
+# --------------------------------------------------------------------------
+# whole-axis windows that read their cells: no task reads a whole plane
+
+WHOLE_AXIS_SPREAD = (
+    [
+        ("global_lp_pool", (p,), {"nan_policy": policy})
+        for p in (0.5, 1.0, 1.5, 3.0, -1.5)
+        for policy in ("propagate", "omit")
+    ]
+    + [
+        ("lp_pool2d", (p, 7), {"nan_policy": policy})
+        for p in (1.0, 2.0, 3.0)
+        for policy in ("propagate", "omit")
+    ]
+    + [
+        ("pool", ((7, 2),), {"op": "lp", "norm_type": 2.0, "axes": (2, 0)}),
+        ("global_avg_pool", (), {"nan_policy": "omit"}),
+        ("pool", ((7, 7),), {"op": "sum", "nan_policy": "omit"}),
+        ("pool", ((7, 7),), {"op": "avg", "nan_policy": "omit", "divisor_override": 3}),
+    ]
+)
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs"), WHOLE_AXIS_SPREAD)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_whole_axis_spread_reads_a_few_chunks(
+    name: str, args: Any, kwargs: Any, dtype: Any
+) -> None:
+    """The pullback of windows spanning whole axes that read their cells
+    (Lp, NaN-omitting sums): each window's factor from tree reductions of
+    its norm, mean or NaN count, then each chunk times its window's. Zero
+    cells, NaN, windows of only NaN or zeros, and norms whose powers pass
+    the float range (the pair-by-pair pullback)."""
+    fn = getattr(ndpool, name)
+    rng = np.random.default_rng(len(name) + len(args))
+    omit = kwargs.get("nan_policy") == "omit"
+    for scale in (1.0, 1e30) if dtype != np.float16 else (1.0,):
+        x = rng.standard_normal((2, 3, 7, 7)) * scale
+        if name == "lp_pool2d":
+            x = np.abs(x)
+        x[rng.random(x.shape) < 0.1] = np.nan if omit else 0.0
+        if omit:
+            x[0, 0] = np.nan
+        x[1, 1] = 0.0
+        x = x.astype(dtype)
+        out, pullback = ndpool.vjp(fn, x, *args, **kwargs)
+        g = rng.standard_normal(out.shape).astype(out.dtype)
+        want = pullback(g)
+        for chunks in [(1, 2, 3, 2), ((1, 1), (3,), (0, 2, 5), (7,))]:
+            _, lazy = ndpool.vjp(fn, da.from_array(x, chunks=chunks), *args, **kwargs)
+            got = lazy(g)
+            graph = dict(got.__dask_graph__())
+            assert max(len(dask.core.get_dependencies(graph, k)) for k in graph) <= 8
+            got = got.compute()
+            assert got.dtype == want.dtype
+            rtol, _ = TOL[np.dtype(dtype)]
+            finite = np.abs(want[np.isfinite(want)].astype(float))
+            atol = rtol * finite.max(initial=0)
+            np.testing.assert_allclose(
+                got.astype(float), want.astype(float), rtol=3 * rtol, atol=atol,
+                equal_nan=True,
+            )  # fmt: skip

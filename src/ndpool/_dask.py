@@ -15,9 +15,10 @@ min with indices the winner of the chunks' winners.
 
 Gradients (``grad_dask``) are the mirror image: one task per input chunk,
 reading the gradients of the windows that touch the chunk (and their
-indices, or their input cells). Fractional pooling, whose windows are drawn
-per plane, and unpooling, whose indices may name any cell of a plane, run
-on blocks of whole planes.
+indices, or their input cells); windows spanning whole axes that read their
+cells take each window's factor from tree reductions instead. Fractional
+pooling, whose windows are drawn per plane, and unpooling, whose indices
+may name any cell of a plane, run on blocks of whole planes.
 """
 
 from __future__ import annotations
@@ -814,6 +815,10 @@ def grad_dask(
 
     from ._core import Reduction
 
+    whole_axes = geom.plans and all(p.full_axis for p in geom.plans)
+    reads_x = red.nan_omit or red.op in ("lp", "torch_lp")
+    if route is None and whole_axes and reads_x and x.size:
+        return _whole_axis_spread(x, g, geom, red)
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
     chunks = x.chunks
@@ -889,6 +894,134 @@ def grad_dask(
         graph, name, x.chunks, meta=np.empty((0,) * ndim, dtype=dtype)
     )
     return grad if grad.chunks == chunks else grad.rechunk(chunks)  # type: ignore[no-untyped-call]
+
+
+def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
+    """``grad._spread`` of windows that span whole axes, which read every
+    cell of their planes: each window's factor from its norm, mean or NaN
+    count (tree reductions of the forward's), then each chunk's cells times
+    their window's factor. No task reads more than a few chunks."""
+    import dask.array as da
+
+    from ._core import Reduction, lp_terms
+    from .grad import lp_cell
+
+    dtype = np.dtype(x.dtype)
+    acc = np.promote_types(dtype, np.float32)
+    half = dtype == np.float16
+    stats: list[Any] = []  # per window, chunked as the pooled output
+    if red.nan_omit:
+        stats.append(pool_dask(da.isnan(x), geom, Reduction(op="sum"), False))
+    base = x.astype(acc)
+    if red.op == "lp":
+        lp = Reduction(op="lp", norm_type=red.norm_type, nan_omit=red.nan_omit)
+        stats.append(pool_dask(base, geom, lp, False))
+    elif red.op == "torch_lp":
+
+        def terms(block: Array) -> Array:
+            with np.errstate(all="ignore"):
+                t = lp_terms(block, red, acc)
+                return np.where(np.isnan(block), 0, t) if red.nan_omit else t
+
+        mean = x.map_blocks(terms, dtype=acc, meta=np.empty((0,) * x.ndim, acc))
+        stats.append(pool_dask(mean, geom, Reduction(op="avg"), False))
+    out_chunks = stats[0].chunks if stats else None
+    g = da.asarray(g).astype(acc).rechunk(out_chunks)  # type: ignore[no-untyped-call]
+    volume = geom.kernel_volume
+    meta = np.empty((0,) * x.ndim, acc)
+    window = da.map_blocks(  # type: ignore[no-untyped-call]
+        _window_factor, g, *stats, dtype=acc, meta=meta, red=red, volume=volume,
+        half=half,
+    )  # fmt: skip
+    if red.op in ("avg", "sum"):
+        grad = da.broadcast_to(window, x.shape, chunks=x.chunks)  # type: ignore[no-untyped-call]
+    else:
+        cells = base.map_blocks(
+            lambda b: _quietly(lp_cell, b, red, np, half=half), dtype=acc, meta=meta
+        )
+        grad = da.map_blocks(  # type: ignore[no-untyped-call]
+            _product, cells, window, dtype=acc, meta=meta
+        )
+        if red.op == "lp":  # past the float range: pair by pair (grad._lp_by_pairs)
+            norm = stats[-1]
+            lost = norm.map_blocks(_powers_lost, red, acc, dtype=bool)
+            pairs = da.map_blocks(  # type: ignore[no-untyped-call]
+                _pair_terms, base, g, norm, dtype=acc, meta=meta, p=red.norm_type
+            )
+            grad = da.where(lost.any(), pairs, grad)
+    if red.nan_omit:
+        grad = da.where(da.isnan(x), 0, grad)
+    cast = grad.map_blocks(_quiet_cast, dtype, dtype=dtype)
+    return cast.rechunk(x.chunks)
+
+
+def _product(a: Array, b: Array) -> Array:
+    """``a * b`` with float errors ignored: inf times 0 is NaN here, as in
+    the NumPy pullback."""
+    with np.errstate(all="ignore"):
+        return np.multiply(a, b)
+
+
+def _quietly(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with np.errstate(all="ignore"):
+        return fn(*args, **kwargs)
+
+
+def _window_factor(g: Array, *stats: Array, red: Any, volume: int, half: bool) -> Array:
+    """Each window's factor of the gradient, as ``grad._spread`` works it
+    out (``stats``: its NaN count with ``nan_policy="omit"``, then its norm
+    or its mean of PyTorch's terms)."""
+    from .grad import lp_window, torch_lp_window
+
+    nan_count = stats[0] if red.nan_omit else None
+    with np.errstate(all="ignore"):
+        if red.op == "lp":
+            norm, p = stats[-1], red.norm_type
+            scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
+            w = lp_window(g, norm, scale, p, np)
+        elif red.op == "torch_lp":
+            w = torch_lp_window(
+                g, stats[-1], float(volume), g.dtype.type(volume), red.norm_type,
+                half, np,
+            )  # fmt: skip
+        elif red.op == "avg":
+            if red.divisor_override is not None:
+                w = g / float(red.divisor_override)
+            elif nan_count is not None:
+                w = g / (volume - nan_count).astype(g.dtype)
+            else:
+                w = g / volume
+        else:
+            w = g
+        if nan_count is not None:  # a window of only NaN has no gradient
+            w = np.where(nan_count == volume, 0, w)
+    return np.asarray(w, dtype=g.dtype)
+
+
+def _powers_lost(norm: Array, red: Any, acc: np.dtype[Any]) -> Array:
+    """Windows whose ``norm**p`` leaves the normal float range
+    (``grad._powers_overflow``, window by window)."""
+    info = np.finfo(acc)
+    with np.errstate(all="ignore"):
+        real = np.isfinite(norm) & (norm > 0)
+        power = norm ** float(red.norm_type)
+        lost: Array = real & ~(
+            (power >= info.smallest_normal / info.eps) & (power <= info.max)
+        )
+        return lost
+
+
+def _pair_terms(base: Array, g: Array, norm: Array, p: float) -> Array:
+    """``grad._lp_by_pairs`` of whole-axis windows: each cell's own term."""
+    from .grad import signs
+
+    mag = np.abs(base)
+    with np.errstate(all="ignore"):
+        t = (mag / norm) ** (p - 1.0)
+    t = np.where(norm == 0, 0, t)
+    if p < 1:
+        t = np.where(mag == 0, 0, t)
+    return g * t * signs(base, np)
 
 
 def _cut(nested: Any, cut: tuple[tuple[int, int], ...]) -> Array:
