@@ -1171,7 +1171,12 @@ def test_whole_axis_spread_reads_a_few_chunks(
         out, pullback = ndpool.vjp(fn, x, *args, **kwargs)
         g = rng.standard_normal(out.shape).astype(out.dtype)
         want = pullback(g)
-        for chunks in [(1, 2, 3, 2), ((1, 1), (3,), (0, 2, 5), (7,))]:
+        chunkings = [
+            (1, 2, 3, 2),
+            ((1, 1), (3,), (0, 2, 5), (7,)),  # no cell in a pooled axis' chunk
+            ((0, 2), (1, 0, 2), (7,), (4, 3)),  # nor in a batch axis' one
+        ]
+        for chunks in chunkings:
             _, lazy = ndpool.vjp(fn, da.from_array(x, chunks=chunks), *args, **kwargs)
             got = lazy(g)
             graph = dict(got.__dask_graph__())
@@ -1185,3 +1190,16 @@ def test_whole_axis_spread_reads_a_few_chunks(
                 got.astype(float), want.astype(float), rtol=3 * rtol, atol=atol,
                 equal_nan=True,
             )  # fmt: skip
+
+
+@pytest.mark.parametrize(("cells", "p"), [((300.0, 1.0), 2.0), ((0.3, -0.31), -1.0)])
+def test_whole_axis_lp_pool_of_float16_works_in_float32(
+    cells: tuple[float, float], p: float
+) -> None:
+    """PyTorch's lp_pool pullback of float16 takes its terms in float32,
+    unrounded (300**2 overflows float16), as the NumPy pullback does."""
+    x = np.array([[cells]], np.float16)
+    g = np.ones((1, 1, 1), np.float16)
+    want = ndpool.vjp(ndpool.lp_pool1d, x, p, 2)[1](g)
+    got = ndpool.vjp(ndpool.lp_pool1d, da.from_array(x, chunks=1), p, 2)[1](g)
+    np.testing.assert_array_equal(got.compute(), want)

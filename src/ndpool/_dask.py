@@ -365,7 +365,7 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
             fn = da.max if red.op == "max" else da.min
         return _finish(fn(x, axis=axes, keepdims=True), red, out_dtype)
     acc = _acc_dtype(dtype, red.op)  # as the core: int64/uint64 or float
-    total = (da.nansum if omit else da.sum)(x, axis=axes, keepdims=True, dtype=acc)
+    total = _tree_sum(x, axes, acc, nan=omit)
     if omit:
         real = (~da.isnan(x)).sum(axis=axes, keepdims=True)
         total = da.where(real == 0, np.nan, total)
@@ -566,7 +566,7 @@ def _global_torch_lp(x: Any, axes: tuple[int, ...], red: Any) -> Any:
             return np.where(np.isnan(block), 0, t) if omit else t
 
     summed = x.map_blocks(terms, dtype=acc, meta=meta)
-    total = da.sum(summed, axis=axes, keepdims=True, dtype=acc)
+    total = _tree_sum(summed, axes, acc)
     volume = math.prod(x.shape[a] for a in axes)
 
     def last_steps(t: Array) -> Array:
@@ -578,6 +578,33 @@ def _global_torch_lp(x: Any, axes: tuple[int, ...], red: Any) -> Any:
         real = (~da.isnan(x)).sum(axis=axes, keepdims=True)
         result = da.where(real == 0, np.nan, result)
     return result
+
+
+def _tree_sum(x: Any, axes: tuple[int, ...], acc: Any, nan: bool = False) -> Any:
+    """``da.sum`` (``da.nansum`` with ``nan``) over ``axes``, keeping them,
+    in ``acc``, with float errors ignored as the core ignores them: a sum
+    past the float range is inf, not a warning."""
+    import dask.array as da
+
+    step = _quiet_nansum if nan else _quiet_sum
+    return da.reduction(  # type: ignore[no-untyped-call]
+        x, step, step, combine=step, axis=axes, keepdims=True, dtype=acc,
+        meta=np.empty((0,) * x.ndim, acc),
+    )  # fmt: skip
+
+
+def _quiet_sum(
+    a: Array, axis: Any = None, keepdims: bool = False, dtype: Any = None
+) -> Array:
+    with np.errstate(all="ignore"):
+        return np.sum(a, axis=axis, keepdims=keepdims, dtype=dtype)  # type: ignore[no-any-return]
+
+
+def _quiet_nansum(
+    a: Array, axis: Any = None, keepdims: bool = False, dtype: Any = None
+) -> Array:
+    with np.errstate(all="ignore"):
+        return np.nansum(a, axis=axis, keepdims=keepdims, dtype=dtype)  # type: ignore[no-any-return]
 
 
 def _finish(values: Any, red: Any, out_dtype: np.dtype[Any]) -> Any:
@@ -903,9 +930,12 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
     their window's factor. No task reads more than a few chunks."""
     import dask.array as da
 
-    from ._core import Reduction, lp_terms
+    from ._core import Reduction, torch_pow
     from .grad import lp_cell
 
+    chunks = x.chunks
+    if any(0 in c for c in chunks):  # as the stats' reductions drop them
+        x = x.rechunk(tuple(tuple(n for n in c if n) for c in chunks))
     dtype = np.dtype(x.dtype)
     acc = np.promote_types(dtype, np.float32)
     half = dtype == np.float16
@@ -918,9 +948,9 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
         stats.append(pool_dask(base, geom, lp, False))
     elif red.op == "torch_lp":
 
-        def terms(block: Array) -> Array:
+        def terms(block: Array) -> Array:  # unrounded, as grad._torch_lp_parts
             with np.errstate(all="ignore"):
-                t = lp_terms(block, red, acc)
+                t = torch_pow(block.astype(acc), red.norm_type, np, half=half)
                 return np.where(np.isnan(block), 0, t) if red.nan_omit else t
 
         mean = x.map_blocks(terms, dtype=acc, meta=np.empty((0,) * x.ndim, acc))
@@ -952,7 +982,7 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
     if red.nan_omit:
         grad = da.where(da.isnan(x), 0, grad)
     cast = grad.map_blocks(_quiet_cast, dtype, dtype=dtype)
-    return cast.rechunk(x.chunks)
+    return cast.rechunk(chunks)
 
 
 def _product(a: Array, b: Array) -> Array:
