@@ -600,3 +600,29 @@ def test_adaptive_upsampling_keeps_blocks_chunk_sized(size: Any) -> None:
     _check(got, ndpool.adaptive_avg_pool2d(x, size), exact=False)
     got_max = ndpool.adaptive_max_pool2d(dx, size, True)
     _check(got_max, ndpool.adaptive_max_pool2d(x, size, True), exact=True)
+
+
+@pytest.mark.parametrize(
+    ("fn", "kwargs"),
+    [
+        (ndpool.global_max_pool, {}),
+        (ndpool.global_lp_pool, {"norm_type": float("inf")}),
+        (ndpool.global_lp_pool, {"norm_type": 2.0}),
+        (ndpool.global_avg_pool, {}),
+    ],
+)
+def test_global_casts_warn_as_numpy_does(fn: Any, kwargs: Any) -> None:
+    """A max cast past float16's range warns, as NumPy's does; a sum's or
+    a p-norm's is quiet, as the core's is."""
+    import warnings
+
+    x = np.full((1, 1, 4, 4), 1e30, np.float32)
+    counts = []
+    for given in (x, da.from_array(x, chunks=2)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fn(given, dtype=np.float16, **kwargs)
+            if not isinstance(out, np.ndarray):
+                out.compute()
+        counts.append(len(caught))
+    assert counts[0] == counts[1]

@@ -610,11 +610,17 @@ def _quiet_nansum(
 def _finish(values: Any, red: Any, out_dtype: np.dtype[Any]) -> Any:
     """The core's last step on every block: ``_core._cast`` to ``red.dtype``
     (an integer one rounds to nearest and saturates), else to the dtype the
-    core gives (a float keeps its own, as float16 sums in float32)."""
+    core gives (a float keeps its own, as float16 sums in float32). Quiet
+    where the core's is (sums and finite p-norms), not for max and min."""
+    from ._core import _cast
+
     if values.dtype == out_dtype:
         return values
+    summed = red.op in ("sum", "avg", "torch_lp") or (
+        red.op == "lp" and red.norm_type != np.inf
+    )
     return values.map_blocks(
-        _quiet_cast,
+        _quiet_cast if summed else _cast,
         out_dtype,
         dtype=out_dtype,
         meta=np.empty((0,) * values.ndim, out_dtype),

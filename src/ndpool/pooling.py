@@ -449,7 +449,7 @@ def pool(
         Whether padded cells count in the divisor of ``op="avg"``.
     divisor_override : int, optional
         Divide window sums by this instead (``op="avg"``; the other ops
-        ignore it, so one call can sweep ``op``).
+        check it but do not use it, so one call can sweep ``op``).
     norm_type : float
         ``p`` of ``op="lp"`` (``inf`` gives the max of ``|x|``; the other
         ops ignore it).
