@@ -618,10 +618,10 @@ def test_global_casts_warn_as_numpy_does(fn: Any, kwargs: Any) -> None:
 
     x = np.full((1, 1, 4, 4), 1e30, np.float32)
     counts = []
-    for given in (x, da.from_array(x, chunks=2)):
+    for source in (x, da.from_array(x, chunks=2)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = fn(given, dtype=np.float16, **kwargs)
+            out = fn(source, dtype=np.float16, **kwargs)
             if not isinstance(out, np.ndarray):
                 out.compute()
         counts.append(len(caught))
