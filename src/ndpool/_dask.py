@@ -23,6 +23,7 @@ may name any cell of a plane, run on blocks of whole planes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import replace
@@ -157,7 +158,7 @@ def pool_dask(
     check_chunks(x)
     if any(p.per_plane for p in geom.plans):  # windows drawn plane by plane
         x = x.rechunk(dict.fromkeys(geom.axes, -1))
-    if geom.plans and all(p.full_axis for p in geom.plans) and x.size:
+    if _whole_axes(geom) and x.size:
         if not return_indices:
             reduced = _global_reduction(x, geom, red)
             if reduced is not None:
@@ -338,6 +339,29 @@ def _result_dtype(x: Any, geom: Geometry, red: Any) -> np.dtype[Any]:
     return probe.dtype
 
 
+def _whole_axes(geom: Geometry) -> bool:
+    """Whether every window spans the whole of each pooled axis."""
+    return bool(geom.plans) and all(p.full_axis for p in geom.plans)
+
+
+def _without_empty_chunks(x: Any) -> Any:
+    """``x`` with its chunks of no cell merged away (Dask's max and min
+    refuse them; the trees built on them give chunks without them)."""
+    if not any(0 in c for c in x.chunks):
+        return x
+    return x.rechunk(tuple(tuple(n for n in c if n) for c in x.chunks))
+
+
+def _pooled_rows(a: Array, axes: tuple[int, ...]) -> Array:
+    """``a`` with ``axes`` moved last and made one: (*others, their cells),
+    row-major over ``axes`` (an empty other axis too)."""
+    n = len(axes)
+    moved = np.moveaxis(a, axes, tuple(range(a.ndim - n, a.ndim)))
+    return moved.reshape(
+        *moved.shape[: a.ndim - n], math.prod(moved.shape[a.ndim - n :])
+    )
+
+
 def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     """Whole-axis windows through Dask's tree reductions (bounded memory);
     None where the chunked path serves (an empty batch, whose zero-size
@@ -349,8 +373,7 @@ def _global_reduction(x: Any, geom: Geometry, red: Any) -> Any | None:
     if red.op not in ("max", "min", "sum", "avg", "lp", "torch_lp") or x.size == 0:
         return None
     axes = geom.axes
-    if any(0 in c for c in x.chunks):  # Dask's max and min refuse chunks of no cell
-        x = x.rechunk(tuple(tuple(n for n in c if n) for c in x.chunks))
+    x = _without_empty_chunks(x)
     dtype = np.dtype(x.dtype)
     omit = red.nan_omit and dtype.kind == "f"
     out_dtype = _result_dtype(x, geom, red)
@@ -424,7 +447,7 @@ def _chunk_winner(
     """The core's winner of a chunk's cells, with its flat index over the
     whole ``plane`` (row-major over ``axes``)."""
     from ._core import _fill_value, pool_core
-    from ._geometry import regular_geometry
+    from ._geometry import whole_geometry
 
     pair = np.dtype([("v", block.dtype), ("i", np.int64)])
     kernel = tuple(block.shape[a] for a in axes)
@@ -435,20 +458,14 @@ def _chunk_winner(
         pairs["v"] = _fill_value(block.dtype, red.op, omit)
         pairs["i"] = np.iinfo(np.int64).max
         return pairs
-    geom = regular_geometry(
-        block.shape, axes, kernel, kernel, ((0, 0),) * len(axes),
-        (1,) * len(axes), False,
-    )  # fmt: skip
-    out = pool_core(block, geom, red, return_indices=True)
+    out = pool_core(block, whole_geometry(block.shape, axes), red, return_indices=True)
     assert isinstance(out, tuple)
     _, local = out
     # the value at the index, whichever zero (or NaN) the core's fold kept:
     # then no chunking changes the bits of the winner of winners
-    last = tuple(range(block.ndim - len(axes), block.ndim))
-    batch = [n for a, n in enumerate(block.shape) if a not in axes]
-    cells = np.moveaxis(block, axes, last).reshape(*batch, math.prod(kernel))
-    at = np.moveaxis(local, axes, last).reshape(*cells.shape[:-1], 1)
-    values = np.take_along_axis(cells, at, axis=-1).reshape(local.shape)
+    at = _pooled_rows(local, axes)
+    values = np.take_along_axis(_pooled_rows(block, axes), at, axis=-1)
+    values = values.reshape(local.shape)
     where = block_info[0]["array-location"]
     flat = np.zeros(local.shape, np.int64)
     rest = local
@@ -471,10 +488,7 @@ class _ArgStep:
 
     def __call__(self, pairs: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
         assert keepdims
-        last = tuple(range(pairs.ndim - len(axis), pairs.ndim))
-        moved = np.moveaxis(pairs, axis, last)
-        k = math.prod(moved.shape[-len(axis) :])  # a batch axis may be empty
-        rows = moved.reshape(*moved.shape[: -len(axis)], k)
+        rows = _pooled_rows(pairs, axis)
         v, i = rows["v"], rows["i"]
         nan = np.isnan(v) if v.dtype.kind == "f" else np.zeros(v.shape, bool)
         real = ~nan
@@ -529,7 +543,7 @@ class _NormStep:
 
     def __call__(self, block: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
         from ._core import pool_core
-        from ._geometry import regular_geometry
+        from ._geometry import whole_geometry
 
         assert keepdims
         shape = tuple(1 if a in axis else n for a, n in enumerate(block.shape))
@@ -538,11 +552,7 @@ class _NormStep:
             nothing = np.nan if omit else (0.0 if p > 0 else np.inf)
             return np.full(shape, nothing, self.acc)
         block = block.astype(self.acc, copy=False)  # float16 in float32
-        kernel = tuple(block.shape[a] for a in axis)
-        geom = regular_geometry(
-            block.shape, axis, kernel, kernel, ((0, 0),) * len(axis),
-            (1,) * len(axis), False,
-        )  # fmt: skip
+        geom = whole_geometry(block.shape, axis)
         out = pool_core(block, geom, replace(self.red, dtype=None))
         assert not isinstance(out, tuple)
         return out.astype(self.acc, copy=False)
@@ -848,9 +858,8 @@ def grad_dask(
 
     from ._core import Reduction
 
-    whole_axes = geom.plans and all(p.full_axis for p in geom.plans)
     reads_x = red.nan_omit or red.op in ("lp", "torch_lp")
-    if route is None and whole_axes and reads_x and x.size:
+    if route is None and _whole_axes(geom) and reads_x and x.size:
         return _whole_axis_spread(x, g, geom, red)
     ndim = x.ndim
     pooled = {p.axis: p for p in geom.plans}
@@ -936,12 +945,11 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
     their window's factor. No task reads more than a few chunks."""
     import dask.array as da
 
-    from ._core import Reduction, torch_pow
-    from .grad import lp_cell
+    from ._core import Reduction
+    from .grad import lp_cell, powers_lost, torch_lp_terms
 
     chunks = x.chunks
-    if any(0 in c for c in chunks):  # as the stats' reductions drop them
-        x = x.rechunk(tuple(tuple(n for n in c if n) for c in chunks))
+    x = _without_empty_chunks(x)  # chunked as the stats' trees
     dtype = np.dtype(x.dtype)
     acc = np.promote_types(dtype, np.float32)
     half = dtype == np.float16
@@ -954,10 +962,9 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
         stats.append(pool_dask(base, geom, lp, False))
     elif red.op == "torch_lp":
 
-        def terms(block: Array) -> Array:  # unrounded, as grad._torch_lp_parts
+        def terms(block: Array) -> Array:
             with np.errstate(all="ignore"):
-                t = torch_pow(block.astype(acc), red.norm_type, np, half=half)
-                return np.where(np.isnan(block), 0, t) if red.nan_omit else t
+                return torch_lp_terms(block.astype(acc), block, red, half, np)
 
         mean = x.map_blocks(terms, dtype=acc, meta=np.empty((0,) * x.ndim, acc))
         stats.append(pool_dask(mean, geom, Reduction(op="avg"), False))
@@ -980,7 +987,10 @@ def _whole_axis_spread(x: Any, g: Any, geom: Geometry, red: Any) -> Any:
         )
         if red.op == "lp":  # past the float range: pair by pair (grad._lp_by_pairs)
             norm = stats[-1]
-            lost = norm.map_blocks(_powers_lost, red, acc, dtype=bool)
+            lost = norm.map_blocks(
+                functools.partial(powers_lost, p=red.norm_type, acc=acc, xp=np),
+                dtype=bool,
+            )
             pairs = da.map_blocks(  # type: ignore[no-untyped-call]
                 _pair_terms, base, g, norm, dtype=acc, meta=meta, p=red.norm_type
             )
@@ -1007,14 +1017,13 @@ def _window_factor(g: Array, *stats: Array, red: Any, volume: int, half: bool) -
     """Each window's factor of the gradient, as ``grad._spread`` works it
     out (``stats``: its NaN count with ``nan_policy="omit"``, then its norm
     or its mean of PyTorch's terms)."""
-    from .grad import lp_window, torch_lp_window
+    from .grad import lp_scale, lp_window, torch_lp_window
 
     nan_count = stats[0] if red.nan_omit else None
     with np.errstate(all="ignore"):
         if red.op == "lp":
             norm, p = stats[-1], red.norm_type
-            scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
-            w = lp_window(g, norm, scale, p, np)
+            w = lp_window(g, norm, lp_scale(norm, p), p, np)
         elif red.op == "torch_lp":
             w = torch_lp_window(
                 g, stats[-1], float(volume), g.dtype.type(volume), red.norm_type,
@@ -1034,30 +1043,12 @@ def _window_factor(g: Array, *stats: Array, red: Any, volume: int, half: bool) -
     return np.asarray(w, dtype=g.dtype)
 
 
-def _powers_lost(norm: Array, red: Any, acc: np.dtype[Any]) -> Array:
-    """Windows whose ``norm**p`` leaves the normal float range
-    (``grad._powers_overflow``, window by window)."""
-    info = np.finfo(acc)
-    with np.errstate(all="ignore"):
-        real = np.isfinite(norm) & (norm > 0)
-        power = norm ** float(red.norm_type)
-        lost: Array = real & ~(
-            (power >= info.smallest_normal / info.eps) & (power <= info.max)
-        )
-        return lost
-
-
 def _pair_terms(base: Array, g: Array, norm: Array, p: float) -> Array:
     """``grad._lp_by_pairs`` of whole-axis windows: each cell's own term."""
-    from .grad import signs
+    from .grad import lp_pair_term, signs
 
-    mag = np.abs(base)
     with np.errstate(all="ignore"):
-        t = (mag / norm) ** (p - 1.0)
-    t = np.where(norm == 0, 0, t)
-    if p < 1:
-        t = np.where(mag == 0, 0, t)
-    return g * t * signs(base, np)
+        return g * lp_pair_term(np.abs(base), norm, p, np) * signs(base, np)
 
 
 def _cut(nested: Any, cut: tuple[tuple[int, int], ...]) -> Array:

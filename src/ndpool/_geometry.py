@@ -779,6 +779,15 @@ def unit_geometry(ndim: int, axes: tuple[int, ...]) -> Geometry:
     return regular_geometry((1,) * ndim, axes, ones, ones, ((0, 0),) * n, ones, False)
 
 
+def whole_geometry(shape: tuple[int, ...], axes: tuple[int, ...]) -> Geometry:
+    """One window spanning each of ``axes`` of an array of ``shape``
+    (global pooling of it), with no padding; ``axes`` must not be empty."""
+    n = len(axes)
+    kernel = tuple(shape[a] for a in axes)
+    ones = (1,) * n
+    return regular_geometry(shape, axes, kernel, kernel, ((0, 0),) * n, ones, False)
+
+
 def _assemble(shape: tuple[int, ...], plans: list[AxisPlan]) -> Geometry:
     plans.sort(key=operator.attrgetter("axis"))
     out_shape = list(shape)

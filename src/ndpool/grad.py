@@ -671,9 +671,7 @@ def _torch_lp_parts(
     base = _astype(xp, x, acc)
     half = host_dtype(x) == np.float16  # PyTorch's half pow is C's
     with np.errstate(all="ignore"):
-        terms = torch_pow(base, p, xp, half=half)
-        if red.nan_omit:
-            terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
+        terms = torch_lp_terms(base, x, red, half, xp)
         mean: Any = pool_core(terms, geom, Reduction(op="avg"))
         kvol = float(geom.kernel_volume)
         divisor = _astype(xp, _const(xp, geom.window_count(include_pad=True), x), acc)
@@ -683,6 +681,17 @@ def _torch_lp_parts(
         return torch_lp_window(g, mean, kvol, divisor, p, half, xp)
 
     return window, cell
+
+
+def torch_lp_terms(base: Array, x: Array, red: Reduction, half: bool, xp: Any) -> Array:
+    """The cells' terms of PyTorch's lp_pool, as its autograd takes them:
+    ``base ** p`` (``base``: ``x`` widened, unrounded), 0 at a NaN of ``x``
+    with ``nan_policy="omit"``. Called with float errors ignored."""
+    assert red.norm_type is not None
+    terms = torch_pow(base, red.norm_type, xp, half=half)
+    if red.nan_omit:
+        terms = xp.where(xp.isnan(x), xp.zeros_like(terms), terms)
+    return terms  # type: ignore[no-any-return]
 
 
 def torch_lp_window(
@@ -704,18 +713,23 @@ def _powers_overflow(norm: Array, red: Reduction, acc: np.dtype[Any], xp: Any) -
     """Whether some window's ``norm**p`` leaves the normal float range (the
     forward then rescaled it: ``_core._rescaled_norm``), so the factored
     pullback's powers would overflow or underflow too."""
-    p = red.norm_type
-    assert p is not None
+    assert red.norm_type is not None
+    lost = powers_lost(norm, red.norm_type, acc, xp)
+    # unreadable (meta, jit): the pairwise path, right for any value
+    return not readable(lost) or bool(xp.any(lost))
+
+
+def powers_lost(norm: Array, p: float, acc: np.dtype[Any], xp: Any) -> Array:
+    """The windows whose ``norm**p`` leaves the normal float range of
+    ``acc`` (a finite, nonzero norm only)."""
     info = np.finfo(acc)
     with np.errstate(all="ignore"):
         real = xp.isfinite(norm) & (norm > 0)
         power = norm ** float(p)
-        lost = real & ~(
+        return real & ~(  # type: ignore[no-any-return]
             (power >= float(info.smallest_normal / info.eps))
             & (power <= float(info.max))
         )
-    # unreadable (meta, jit): the pairwise path, right for any value
-    return not readable(lost) or bool(xp.any(lost))
 
 
 def _lp_by_pairs(
@@ -737,13 +751,7 @@ def _lp_by_pairs(
     mag, sign = abs(base), signs(base, xp)
 
     def term(cells: Array, n: Array) -> Array:
-        with np.errstate(all="ignore"):
-            t = (cells / n) ** (p - 1.0)
-        # an all-zero window has no gradient; below p = 1 a zero cell has none
-        t = xp.where(n == 0, xp.zeros_like(t), t)
-        if p < 1:
-            t = xp.where(cells == 0, xp.zeros_like(t), t)
-        return t  # type: ignore[no-any-return]
+        return lp_pair_term(cells, n, p, xp)
 
     def pull(g: Array) -> Array:
         g = _astype(xp, g, acc)
@@ -765,6 +773,18 @@ def _lp_by_pairs(
     return pull
 
 
+def lp_pair_term(cells: Array, norm: Array, p: float, xp: Any) -> Array:
+    """``(|x| / norm) ** (p - 1)`` of a cell in a window (``cells``: its
+    ``|x|``): an all-zero window has no gradient, nor below p = 1 a zero
+    cell."""
+    with np.errstate(all="ignore"):
+        t = (cells / norm) ** (p - 1.0)
+    t = xp.where(norm == 0, xp.zeros_like(t), t)
+    if p < 1:
+        t = xp.where(cells == 0, xp.zeros_like(t), t)
+    return t  # type: ignore[no-any-return]
+
+
 def _lp_parts(
     x: Array, geom: Geometry, red: Reduction, acc: Any, xp: Any
 ) -> tuple[Callable[[Array], Array], Array, Array]:
@@ -776,8 +796,7 @@ def _lp_parts(
         base, geom, Reduction(op="lp", norm_type=p, nan_omit=red.nan_omit)
     )
     cell = lp_cell(base, red, xp)
-    with np.errstate(all="ignore"):
-        scale = norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
+    scale = lp_scale(norm, p)
 
     def window(g: Array) -> Array:
         return lp_window(g, norm, scale, p, xp)
@@ -785,10 +804,16 @@ def _lp_parts(
     return window, cell, norm
 
 
+def lp_scale(norm: Array, p: float) -> Array:
+    """What ``lp_window`` multiplies (below p = 1) or divides by: ``norm``
+    to the power ``1 - p``, or ``p - 1``."""
+    with np.errstate(all="ignore"):
+        return norm ** (1.0 - p) if p < 1 else norm ** (p - 1.0)
+
+
 def lp_window(g: Array, norm: Array, scale: Array, p: float, xp: Any) -> Array:
-    """The p-norm's window factor of the gradient (``scale``: ``norm`` to
-    the power ``1 - p`` below p = 1, ``p - 1`` above): an all-zero window
-    has none."""
+    """The p-norm's window factor of the gradient (``scale``: ``lp_scale``):
+    an all-zero window has none."""
     if p == 1:
         return g
     if p < 1:
